@@ -1,0 +1,155 @@
+/* atomic.c — temp-then-rename output files with signal-time cleanup. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "atomic.h"
+#include "err.h"
+
+#define SLOTS 64
+/* Registered temp paths; written only outside signal handlers, read by
+ * nnp_atomic_cleanup_all (which may run in a handler). */
+static char slot_path[SLOTS][PATH_MAX];
+static volatile sig_atomic_t slot_used[SLOTS];
+
+static int slot_take(const char *tmp)
+{
+	for (int i = 0; i < SLOTS; i++) {
+		if (!slot_used[i]) {
+			snprintf(slot_path[i], PATH_MAX, "%s", tmp);
+			slot_used[i] = 1;
+			return i;
+		}
+	}
+	return -1;
+}
+
+static void slot_drop(int i)
+{
+	if (i >= 0 && i < SLOTS)
+		slot_used[i] = 0;
+}
+
+void nnp_atomic_cleanup_all(void)
+{
+	for (int i = 0; i < SLOTS; i++)
+		if (slot_used[i])
+			unlink(slot_path[i]);
+}
+
+static void split_dir(const char *path, char *dir, size_t dlen, const char **base)
+{
+	const char *slash = strrchr(path, '/');
+	if (!slash) {
+		snprintf(dir, dlen, ".");
+		*base = path;
+	} else if (slash == path) {
+		snprintf(dir, dlen, "/");
+		*base = slash + 1;
+	} else {
+		snprintf(dir, dlen, "%.*s", (int)(slash - path), path);
+		*base = slash + 1;
+	}
+}
+
+int nnp_atomic_open(struct nnp_atomic *a, const char *path, int force)
+{
+	char dir[PATH_MAX];
+	const char *base;
+	struct stat st;
+
+	a->fd = -1;
+	a->slot = -1;
+	if (strlen(path) + 32 >= PATH_MAX)
+		return nnp_err(NNP_EUSAGE, "output path too long: '%s'", path);
+	if (!force && stat(path, &st) == 0)
+		return nnp_err(NNP_EUSAGE, "'%s' exists (use --force to overwrite)", path);
+	split_dir(path, dir, sizeof dir, &base);
+	if (!*base)
+		return nnp_err(NNP_EUSAGE, "output path '%s' names a directory", path);
+	snprintf(a->path, sizeof a->path, "%s", path);
+	for (int tries = 0; tries < 100; tries++) {
+		/* keep the extension last: nifti writers key on it */
+		int k = snprintf(a->tmp, sizeof a->tmp, "%s/.tmp%ld.%d.%s", dir, (long)getpid(),
+				 rand() % 1000000, base);
+		if (k < 0 || (size_t)k >= sizeof a->tmp)
+			return nnp_err(NNP_EUSAGE, "output path too long: '%s'", path);
+		a->fd = open(a->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+		if (a->fd >= 0)
+			break;
+		if (errno != EEXIST)
+			return nnp_err(NNP_EIO, "cannot create '%s': %s", a->tmp, strerror(errno));
+	}
+	if (a->fd < 0)
+		return nnp_err(NNP_EIO, "cannot create a temporary file next to '%s'", path);
+	a->slot = slot_take(a->tmp);
+	return NNP_OK;
+}
+
+int nnp_atomic_commit(struct nnp_atomic *a)
+{
+	int rc = NNP_OK;
+	if (a->fd >= 0 && close(a->fd) != 0)
+		rc = nnp_err(NNP_EIO, "cannot write '%s': %s", a->path, strerror(errno));
+	a->fd = -1;
+	if (rc == NNP_OK && rename(a->tmp, a->path) != 0)
+		rc = nnp_err(NNP_EIO, "cannot rename '%s' to '%s': %s", a->tmp, a->path,
+			     strerror(errno));
+	if (rc != NNP_OK)
+		unlink(a->tmp);
+	slot_drop(a->slot);
+	a->slot = -1;
+	return rc;
+}
+
+void nnp_atomic_abort(struct nnp_atomic *a)
+{
+	if (a->fd >= 0)
+		close(a->fd);
+	a->fd = -1;
+	if (a->slot >= 0 || a->tmp[0])
+		unlink(a->tmp);
+	slot_drop(a->slot);
+	a->slot = -1;
+	a->tmp[0] = '\0';
+}
+
+int nnp_mkdirs(const char *dir)
+{
+	char buf[PATH_MAX];
+	size_t n = strlen(dir);
+	if (n == 0 || n >= sizeof buf)
+		return nnp_err(NNP_EUSAGE, "bad directory name '%s'", dir);
+	memcpy(buf, dir, n + 1);
+	for (size_t i = 1; i <= n; i++) {
+		if (buf[i] == '/' || buf[i] == '\0') {
+			char c = buf[i];
+			buf[i] = '\0';
+			if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+				return nnp_err(NNP_EIO, "cannot create directory '%s': %s", buf,
+					       strerror(errno));
+			buf[i] = c;
+		}
+	}
+	return NNP_OK;
+}
+
+int nnp_write_all(int fd, const void *buf, size_t n, const char *name)
+{
+	const char *p = buf;
+	while (n > 0) {
+		ssize_t k = write(fd, p, n > ((size_t)1 << 30) ? ((size_t)1 << 30) : n);
+		if (k < 0) {
+			if (errno == EINTR)
+				continue;
+			return nnp_err(NNP_EIO, "cannot write '%s': %s", name, strerror(errno));
+		}
+		p += k;
+		n -= (size_t)k;
+	}
+	return NNP_OK;
+}

@@ -1,0 +1,75 @@
+/* prog.h — the program skeleton every filter uses.
+ *
+ *   int main(int argc, char **argv) {
+ *       nnp_proginit(&argc, argv, &nnp_prog_NAME);   // --help, --version, -q, -v
+ *       ... parse the remaining options ...
+ *       nnp_refuse_tty_stdout();                     // when writing frames
+ *       ...
+ *       return nnp_close_stdout();
+ *   }
+ *
+ * The program description (struct nnp_proginfo) is static data owned by main.
+ * The run-time state (program name, verbosity) lives in one struct owned by
+ * this module and set only by nnp_proginit (main owns it by calling it).
+ */
+#ifndef NNP_PROG_H
+#define NNP_PROG_H
+
+#include <stdio.h>
+#include <stdnoreturn.h>
+
+struct nnp_proginfo {
+	const char *name;     /* "read" for nnp-read */
+	const char *summary;  /* one line */
+	const char *usage;    /* "nnp read [options] FILE..." lines */
+	const char *options;  /* option help text (program specific) */
+	const char *details;  /* longer description and examples, may be NULL */
+};
+
+/* Handle --help, --version, -q/--quiet, -v/--verbose, restore SIGPIPE, install
+ * the signal handlers that remove temporary output files.  Removes the handled
+ * arguments from argv. */
+void nnp_proginit(int *argc, char **argv, const struct nnp_proginfo *info);
+
+const char *nnp_progname(void);   /* "nnp-read" */
+int nnp_quiet(void);              /* --quiet or NNP_QUIET set */
+int nnp_verbose(void);
+
+noreturn void nnp_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Print "nnp-NAME: error: <msg>" for code and exit with the table's status. */
+noreturn void nnp_die(int code);
+noreturn void nnp_dief(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void nnp_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void nnp_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));   /* unless --quiet */
+void nnp_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));  /* only --verbose */
+
+/* Exit 2 with a message if stdout is a terminal (frames are binary). */
+void nnp_refuse_tty_stdout(void);
+/* Exit 2 with the usage if stdin is a terminal and the program reads frames. */
+void nnp_refuse_tty_stdin(void);
+/* Flush and close stdout, report a write error; returns the exit status. */
+int nnp_close_stdout(void);
+
+/* Thread control: -j N / --threads N, else NNP_THREADS, else all cores. */
+int nnp_threads_from_arg(const char *arg);  /* validates; exits 2 on bad value */
+void nnp_threads_init(int n);               /* n <= 0: NNP_THREADS or default */
+int nnp_threads(void);
+
+/* Option parsing helpers: exit 2 with a clear message on bad values. */
+long long nnp_parse_ll(const char *opt, const char *s, long long lo, long long hi);
+double nnp_parse_double(const char *opt, const char *s);
+
+/* Progress on stderr only if it is a terminal and not --quiet. */
+struct nnp_progress {
+	const char *label;
+	long long total, done;
+	int active;
+	double last;
+};
+void nnp_progress_begin(struct nnp_progress *p, const char *label, long long total);
+void nnp_progress_add(struct nnp_progress *p, long long n);
+void nnp_progress_end(struct nnp_progress *p);
+
+#define NNP_VERSION "0.1.0"
+
+#endif
