@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <sys/uio.h>
 #include <unistd.h>
 #include "atomic.h"
@@ -1139,6 +1140,79 @@ int nnp_reader_chunk_into(struct nnp_reader *r, struct nnp_vol *v)
 	return 1;
 }
 
+int nnp_reader_swaps(const struct nnp_reader *r)
+{
+	return r->swap;
+}
+
+/* Move n bytes from the reader's fd to dst: splice when possible. */
+static int move_bytes(struct nnp_reader *r, int dst, const char *dname, uint64_t n)
+{
+	static const size_t step = 1 << 20;
+	char *tmp = NULL;
+	int can_splice = r->mem == NULL;
+	while (n > 0) {
+		size_t want = n < step ? (size_t)n : step;
+		ssize_t k = -1;
+		if (can_splice) {
+			k = splice(r->fd, NULL, dst, NULL, want, SPLICE_F_MOVE | SPLICE_F_MORE);
+			if (k < 0 && (errno == EINVAL || errno == ESPIPE || errno == ENOSYS)) {
+				can_splice = 0;
+				continue;
+			}
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k < 0)
+				return nnp_err(NNP_EIO, "cannot write '%s': %s", dname, strerror(errno));
+		} else {
+			if (!tmp && !(tmp = malloc(step)))
+				return nnp_err(NNP_ENOMEM, "out of memory");
+			k = raw_read(r, tmp, want);
+			if (k < 0) {
+				free(tmp);
+				return io_error(r);
+			}
+			if (k > 0 && nnp_write_all(dst, tmp, (size_t)k, dname)) {
+				free(tmp);
+				return NNP_EIO;
+			}
+		}
+		if (k == 0) {
+			free(tmp);
+			return nnp_err(NNP_EDATA, "'%s': case '%s': truncated stream at byte %llu (inside chunk "
+				       "%lld of %lld)", r->name, r->cur_case, (unsigned long long)r->offset,
+				       (long long)r->next_chunk + 1, (long long)r->nchunks);
+		}
+		n -= (uint64_t)k;
+		r->offset += (uint64_t)k;
+	}
+	free(tmp);
+	return NNP_OK;
+}
+
+int nnp_reader_chunk_fd(struct nnp_reader *r, int dst_fd, const char *dst_name, uint64_t *nbytes)
+{
+	int64_t z0, zs;
+	uint64_t n, k;
+	int rc;
+	if (!r->in_frame)
+		return 0;
+	if (r->swap)
+		return nnp_err(NNP_EINTERNAL, "zero-copy read of a byte-swapped payload");
+	if ((rc = chunk_header(r, &z0, &zs, &n)))
+		return rc;
+	k = r->len - r->pos < n ? r->len - r->pos : n;
+	if (k && (rc = nnp_write_all(dst_fd, r->buf + r->pos, (size_t)k, dst_name)))
+		return rc;
+	r->pos += (size_t)k;
+	r->offset += k;
+	if ((rc = move_bytes(r, dst_fd, dst_name, n - k)))
+		return rc;
+	*nbytes = n;
+	chunk_done(r);
+	return 1;
+}
+
 int nnp_reader_skip(struct nnp_reader *r)
 {
 	unsigned char tmp[1 << 15];
@@ -1297,6 +1371,70 @@ int nnp_writer_chunk(struct nnp_writer *w, const void *data, int64_t zs)
 	iov[1].iov_len = (size_t)((uint64_t)zs * nnp_frame_slice_bytes(&w->cur));
 	if ((rc = writev_all(w, iov, 2)))
 		return rc;
+	chunk_written(w, zs);
+	return NNP_OK;
+}
+
+static int copy_segment(struct nnp_writer *w, int src, uint64_t off, uint64_t n, const char *sname)
+{
+	int use_sendfile = 1;
+	char *tmp = NULL;
+	while (n > 0) {
+		size_t want = n < (1u << 24) ? (size_t)n : (1u << 24);
+		ssize_t k;
+		if (use_sendfile) {
+			off_t o = (off_t)off;
+			k = sendfile(w->fd, src, &o, want);
+			if (k < 0 && (errno == EINVAL || errno == ENOSYS)) {
+				use_sendfile = 0;
+				continue;
+			}
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k < 0) {
+				free(tmp);
+				return nnp_err(NNP_EIO, "cannot write '%s': %s", w->name, strerror(errno));
+			}
+		} else {
+			if (!tmp && !(tmp = malloc(1 << 20)))
+				return nnp_err(NNP_ENOMEM, "out of memory");
+			k = pread(src, tmp, want < (1u << 20) ? want : (1u << 20), (off_t)off);
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k < 0) {
+				free(tmp);
+				return nnp_err(NNP_EDATA, "cannot read '%s': %s", sname, strerror(errno));
+			}
+			if (k > 0 && nnp_write_all(w->fd, tmp, (size_t)k, w->name)) {
+				free(tmp);
+				return NNP_EIO;
+			}
+		}
+		if (k == 0) {
+			free(tmp);
+			return nnp_err(NNP_EDATA, "'%s': truncated: voxel data ends early", sname);
+		}
+		off += (uint64_t)k;
+		n -= (uint64_t)k;
+	}
+	free(tmp);
+	return NNP_OK;
+}
+
+int nnp_writer_chunk_file(struct nnp_writer *w, int src_fd, const uint64_t *offs, int64_t nseg,
+			  uint64_t seglen, int64_t zs, const char *src_name)
+{
+	unsigned char h[5];
+	int rc = chunk_slabs(w, zs, h);
+	if (rc)
+		return rc;
+	if ((uint64_t)nseg * seglen != (uint64_t)zs * nnp_frame_slice_bytes(&w->cur))
+		return nnp_err(NNP_EINTERNAL, "chunk segments do not add up");
+	if ((rc = nnp_write_all(w->fd, h, 5, w->name)))
+		return rc;
+	for (int64_t i = 0; i < nseg; i++)
+		if ((rc = copy_segment(w, src_fd, offs[i], seglen, src_name)))
+			return rc;
 	chunk_written(w, zs);
 	return NNP_OK;
 }

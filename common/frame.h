@@ -105,6 +105,12 @@ int nnp_reader_chunk(struct nnp_reader *r, void *dst, size_t cap, int64_t *z0, i
 /* Next chunk straight into its place in a whole volume v (whose frame
  * matches the current one). Same returns. */
 int nnp_reader_chunk_into(struct nnp_reader *r, struct nnp_vol *v);
+/* Zero-copy variant for single-channel frames: move the next chunk's
+ * payload to dst_fd (splice from a pipe, else read/write).  Only for frames
+ * whose payload needs no byte swapping (see nnp_reader_swaps).  *nbytes
+ * receives the payload size.  Same returns as nnp_reader_chunk. */
+int nnp_reader_chunk_fd(struct nnp_reader *r, int dst_fd, const char *dst_name, uint64_t *nbytes);
+int nnp_reader_swaps(const struct nnp_reader *r);
 /* Skip the remaining chunks of the current frame. */
 int nnp_reader_skip(struct nnp_reader *r);
 /* Next whole frame: header + all chunks.  1, 0 at end, <0 error. */
@@ -121,6 +127,11 @@ void nnp_writer_free(struct nnp_writer *w);
 int nnp_writer_begin(struct nnp_writer *w, struct nnp_frame *f);
 /* Write the next chunk: zs slices, layout (c, zs, y, x). */
 int nnp_writer_chunk(struct nnp_writer *w, const void *data, int64_t zs);
+/* Write the next chunk (zs slices) from a file: segment i (one channel's
+ * slab of seglen bytes) starts at offs[i] in src_fd.  Uses sendfile, falls
+ * back to pread/write. */
+int nnp_writer_chunk_file(struct nnp_writer *w, int src_fd, const uint64_t *offs, int64_t nseg,
+			  uint64_t seglen, int64_t zs, const char *src_name);
 /* Write the next chunk gathered from a whole volume (no copy). */
 int nnp_writer_chunk_from(struct nnp_writer *w, const struct nnp_vol *v);
 /* Whole frame: begin + all chunks. */

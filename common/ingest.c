@@ -250,11 +250,40 @@ int nnp_ingest_read_slab(struct nnp_ingest *g, int64_t z0, int64_t zs, void *dst
 	return NNP_OK;
 }
 
+/* One uncompressed host-order file of the frame's dtype: move the bytes
+ * from the page cache to the output without copying them through us. */
+static int stream_zero_copy(struct nnp_ingest *g, struct nnp_writer *w, int *done)
+{
+	struct source *s = &g->src[0];
+	int64_t nc = g->f.shape[0];
+	uint64_t plane = nnp_frame_slice_bytes(&g->f) / (uint64_t)nc, off;
+	uint64_t *offs;
+	int fd, rc = NNP_OK;
+	*done = 0;
+	if (g->nsrc != 1 || s->whole || nnp_nifti_frame(s->in)->dtype != g->f.dtype ||
+	    nnp_nifti_raw_fd(s->in, 0, 0, &off) < 0)
+		return NNP_OK;
+	if (!(offs = calloc((size_t)nc, sizeof *offs)))
+		return nnp_err(NNP_ENOMEM, "out of memory");
+	for (int64_t z0 = 0; !rc && z0 < g->f.shape[1]; z0 += g->f.chunk_slices) {
+		int64_t zs = g->f.shape[1] - z0 < g->f.chunk_slices ? g->f.shape[1] - z0 : g->f.chunk_slices;
+		fd = -1;
+		for (int64_t c = 0; c < nc; c++)
+			fd = nnp_nifti_raw_fd(s->in, c, z0, &offs[c]);
+		rc = nnp_writer_chunk_file(w, fd, offs, nc, (uint64_t)zs * plane, zs, nnp_nifti_path(s->in));
+	}
+	free(offs);
+	*done = 1;
+	return rc;
+}
+
 int nnp_ingest_stream(struct nnp_ingest *g, struct nnp_writer *w)
 {
 	void *buf;
-	int rc = nnp_writer_begin(w, &g->f);
+	int done, rc = nnp_writer_begin(w, &g->f);
 	if (rc)
+		return rc;
+	if ((rc = stream_zero_copy(g, w, &done)) || done)
 		return rc;
 	buf = nnp_aligned_alloc((size_t)((uint64_t)g->f.chunk_slices * nnp_frame_slice_bytes(&g->f)));
 	if (!buf)

@@ -390,6 +390,16 @@ int nnp_nifti_read_slab(struct nnp_nifti_in *in, int64_t c, int64_t z0, int64_t 
 	return NNP_OK;
 }
 
+int nnp_nifti_raw_fd(const struct nnp_nifti_in *in, int64_t c, int64_t z, uint64_t *off)
+{
+	const struct nnp_frame *f = &in->f;
+	uint64_t plane = (uint64_t)f->shape[2] * (uint64_t)f->shape[3] * nnp_dtype_size(f->dtype);
+	if (in->gz || in->swap || in->fd < 0)
+		return -1;
+	*off = in->data_off + ((uint64_t)c * (uint64_t)f->shape[1] + (uint64_t)z) * plane;
+	return in->fd;
+}
+
 int nnp_nifti_read_volume(const char *path, struct nnp_vol *v)
 {
 	struct nnp_nifti_in *in;
@@ -731,6 +741,19 @@ int nnp_nifti_write(struct nnp_nifti_out *o, const void *data, size_t nbytes)
 		return nnp_err(NNP_EINTERNAL, "'%s': more voxel data than the header declares", o->path);
 	o->written += nbytes;
 	return out_write(o, data, nbytes);
+}
+
+int nnp_nifti_out_fd(const struct nnp_nifti_out *o)
+{
+	return o->gz ? -1 : o->a.fd;
+}
+
+int nnp_nifti_wrote(struct nnp_nifti_out *o, uint64_t nbytes)
+{
+	if (o->written + nbytes > o->expect)
+		return nnp_err(NNP_EINTERNAL, "'%s': more voxel data than the header declares", o->path);
+	o->written += nbytes;
+	return NNP_OK;
 }
 
 int nnp_nifti_commit(struct nnp_nifti_out *o)

@@ -34,6 +34,10 @@ int nnp_nifti_is_compressed(const struct nnp_nifti_in *in);
  * channel (c = 0 fully first), for 3D files the channel is 0. */
 int nnp_nifti_read_slab(struct nnp_nifti_in *in, int64_t c, int64_t z0, int64_t zs, void *dst);
 
+/* For uncompressed files without byte swapping: the fd and the byte offset
+ * of voxel (c, z) so data can be moved without copies; -1 otherwise. */
+int nnp_nifti_raw_fd(const struct nnp_nifti_in *in, int64_t c, int64_t z, uint64_t *off);
+
 /* Whole-file read into a new volume (frame from the file). */
 int nnp_nifti_read_volume(const char *path, struct nnp_vol *v);
 
@@ -52,6 +56,10 @@ int nnp_nifti_create(const char *path, const struct nnp_frame *f, int64_t c0, in
 		     size_t hdr_index, const struct nnp_nifti_opts *o, struct nnp_nifti_out **out);
 /* Append voxel bytes in file order. */
 int nnp_nifti_write(struct nnp_nifti_out *o, const void *data, size_t nbytes);
+/* The fd of an uncompressed output (-1 for .nii.gz), and accounting for
+ * bytes written to it directly. */
+int nnp_nifti_out_fd(const struct nnp_nifti_out *o);
+int nnp_nifti_wrote(struct nnp_nifti_out *o, uint64_t nbytes);
 /* Finish: close, check, rename into place. */
 int nnp_nifti_commit(struct nnp_nifti_out *o);
 /* Abandon: remove the temp file. NULL is a no-op. */

@@ -155,6 +155,17 @@ static int commit_all(struct target *t, size_t n)
 	return rc;
 }
 
+/* Single-channel frame into an uncompressed file: splice the payload. */
+static int write_zero_copy(struct nnp_reader *r, struct target *t)
+{
+	int fd = nnp_nifti_out_fd(t->out), rc;
+	uint64_t nb;
+	while ((rc = nnp_reader_chunk_fd(r, fd, t->path, &nb)) == 1)
+		if ((rc = nnp_nifti_wrote(t->out, nb)))
+			return rc;
+	return rc;
+}
+
 /* Stream chunk by chunk into single-channel (or per-channel) files. */
 static int write_streaming(struct nnp_reader *r, const struct nnp_frame *f, struct target *t, size_t n)
 {
@@ -205,7 +216,10 @@ static int write_frame(const struct cmdline *cl, struct nnp_reader *r, struct nn
 	for (size_t i = 0; !rc && i < n; i++)
 		rc = nnp_nifti_create(t[i].path, f, t[i].c0, t[i].nc, t[i].hdr, &cl->nopts, &t[i].out);
 	if (!rc)
-		rc = n == 1 && t[0].nc > 1 ? write_whole(r, f, t) : write_streaming(r, f, t, n);
+		rc = n == 1 && t[0].nc > 1 ? write_whole(r, f, t)
+		     : n == 1 && f->shape[0] == 1 && nnp_nifti_out_fd(t[0].out) >= 0 && !nnp_reader_swaps(r)
+			     ? write_zero_copy(r, t)
+			     : write_streaming(r, f, t, n);
 	if (!rc && single) {
 		/* file mode: the stream must end here */
 		struct nnp_frame next;
