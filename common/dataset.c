@@ -255,6 +255,9 @@ int nnp_dataset_resolve(const char *arg, const char *envvar, char *out, size_t o
 		return nnp_err(NNP_EUSAGE, "empty dataset argument");
 	if (is_dir(arg))
 		return copy_out(arg, out, outlen);
+	if (strchr(arg, '/'))
+		return nnp_err(NNP_EDATA, "dataset folder '%s': %s", arg,
+			       access(arg, F_OK) ? strerror(errno) : "not a folder");
 	id = strncmp(arg, "Dataset", 7) ? parse_id(arg) : 0;
 	if (id < 0)
 		return nnp_err(NNP_EUSAGE, "dataset '%s' is not a folder, a DatasetXXX_Name "

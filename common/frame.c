@@ -551,6 +551,8 @@ static int dec_nifti(struct dec *d, const msgpack_object *v)
 {
 	if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size > NNP_CHANNELS_MAX)
 		return bad(d, "'nifti' must be an array of maps");
+	if (d->f->nifti)
+		return bad(d, "duplicate key 'nifti'");
 	d->f->nifti = calloc(v->via.array.size ? v->via.array.size : 1, sizeof *d->f->nifti);
 	if (!d->f->nifti)
 		return nnp_err(NNP_ENOMEM, "out of memory");
@@ -630,6 +632,8 @@ static int dec_field(struct dec *d, const msgpack_object *k, const msgpack_objec
 	if (key_is(k, "nifti"))
 		return dec_nifti(d, v);
 	if (key_is(k, "props")) {
+		if (f->props)
+			return bad(d, "duplicate key 'props'");
 		if (v->type != MSGPACK_OBJECT_MAP || !(f->props = obj_to_json(v, 0)))
 			return bad(d, "'props' must be a map of JSON-representable values");
 		return NNP_OK;

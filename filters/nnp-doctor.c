@@ -202,7 +202,7 @@ static void nifti_version(char *buf, size_t n)
 
 static void check_libs(struct report *r)
 {
-	char nv[128];
+	char nv[300];
 	const char *z = zlibVersion();
 	if (strcmp(z, ZLIB_VERSION))
 		add(r, LV_OK, "zlib", NULL, "%s (built with %s)", z, ZLIB_VERSION);

@@ -15,7 +15,7 @@ extern "C" {
 static int cuda_fail(cudaError_t e, const char *what)
 {
 	int code = e == cudaErrorMemoryAllocation ? NNP_ENOMEM : NNP_EIO;
-	return nnp_err(code, "cuda: %s: %s (%s)", what, cudaGetErrorString(e),
+	return nnp_err(code, "%s: %s (%s)", what, cudaGetErrorString(e),
 		       cudaGetErrorName(e));
 }
 
@@ -29,7 +29,7 @@ extern "C" int nnp_cuda_device_count(void)
 	}
 	if (e != cudaSuccess) {
 		cudaGetLastError();
-		return cuda_fail(e, "cannot count devices");
+		return cuda_fail(e, "cannot count CUDA devices");
 	}
 	return n;
 }
@@ -55,7 +55,7 @@ static int verify(const float *x, const float *y, int n, float a, float b)
 		volatile float t = a * x[i];
 		float want = t + b;
 		if (memcmp(&want, &y[i], sizeof want))
-			return nnp_err(NNP_EDATA, "cuda self-test: y[%d] = %.9g, expected %.9g",
+			return nnp_err(NNP_EDATA, "GPU self-test: y[%d] = %.9g, expected %.9g",
 				       i, (double)y[i], (double)want);
 	}
 	return NNP_OK;
@@ -67,7 +67,7 @@ static int check_device(int device)
 	if (n < 0)
 		return n;
 	if (device < 0 || device >= n)
-		return nnp_err(NNP_EUSAGE, "cuda device %d does not exist (%d device%s)", device,
+		return nnp_err(NNP_EUSAGE, "CUDA device %d does not exist (%d device%s)", device,
 			       n, n == 1 ? "" : "s");
 	return NNP_OK;
 }
@@ -82,21 +82,21 @@ static int run_on_device(const float *x, float *y, int n, float a, float b)
 
 	if ((e = cudaMalloc((void **)&dx, bytes)) != cudaSuccess ||
 	    (e = cudaMalloc((void **)&dy, bytes)) != cudaSuccess) {
-		rc = cuda_fail(e, "cannot allocate device memory");
+		rc = cuda_fail(e, "cannot allocate GPU memory");
 		goto out;
 	}
 	if ((e = cudaMemcpy(dx, x, bytes, cudaMemcpyHostToDevice)) != cudaSuccess) {
-		rc = cuda_fail(e, "cannot copy to the device");
+		rc = cuda_fail(e, "cannot copy to the GPU");
 		goto out;
 	}
 	axpb_kernel<<<(n + 255) / 256, 256>>>(dy, dx, a, b, n);
 	if ((e = cudaGetLastError()) != cudaSuccess ||
 	    (e = cudaDeviceSynchronize()) != cudaSuccess) {
-		rc = cuda_fail(e, "self-test kernel failed");
+		rc = cuda_fail(e, "GPU self-test kernel failed");
 		goto out;
 	}
 	if ((e = cudaMemcpy(y, dy, bytes, cudaMemcpyDeviceToHost)) != cudaSuccess)
-		rc = cuda_fail(e, "cannot copy from the device");
+		rc = cuda_fail(e, "cannot copy from the GPU");
 out:
 	cudaFree(dx);
 	cudaFree(dy);
@@ -114,7 +114,7 @@ extern "C" int nnp_cuda_selftest(int device)
 	if ((rc = check_device(device)))
 		return rc;
 	if ((e = cudaSetDevice(device)) != cudaSuccess)
-		return cuda_fail(e, "cannot select the device");
+		return cuda_fail(e, "cannot select the GPU");
 	x = (float *)malloc((size_t)n * sizeof *x);
 	y = (float *)calloc((size_t)n, sizeof *y);
 	if (!x || !y) {
