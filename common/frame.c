@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/sendfile.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 #include "atomic.h"
@@ -722,7 +723,23 @@ struct nnp_reader {
 	struct nnp_frame cur;   /* shape/dtype/chunking copy (no owned fields) */
 	char cur_case[256];
 	int64_t next_chunk, nchunks;
+	int zero_copy;          /* splice allowed (NNP_ZERO_COPY != 0) */
 };
+
+/* Larger pipe buffers cut context switches between the filters of a
+ * pipeline (1 MiB is the unprivileged maximum on Linux by default). */
+static void grow_pipe(int fd)
+{
+	struct stat st;
+	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode))
+		(void)fcntl(fd, F_SETPIPE_SZ, 1 << 20);
+}
+
+int nnp_zero_copy_enabled(void)
+{
+	const char *e = getenv("NNP_ZERO_COPY");
+	return !(e && !strcmp(e, "0"));
+}
 
 struct nnp_reader *nnp_reader_fd(int fd, const char *name)
 {
@@ -731,7 +748,9 @@ struct nnp_reader *nnp_reader_fd(int fd, const char *name)
 		nnp_err(NNP_ENOMEM, "out of memory");
 		return NULL;
 	}
+	r->zero_copy = nnp_zero_copy_enabled();
 	r->fd = fd;
+	grow_pipe(fd);
 	snprintf(r->name, sizeof r->name, "%s", name ? name : "<stdin>");
 	return r;
 }
@@ -1154,7 +1173,7 @@ static int move_bytes(struct nnp_reader *r, int dst, const char *dname, uint64_t
 {
 	static const size_t step = 1 << 20;
 	char *tmp = NULL;
-	int can_splice = r->mem == NULL;
+	int can_splice = r->mem == NULL && r->zero_copy;
 	while (n > 0) {
 		size_t want = n < step ? (size_t)n : step;
 		ssize_t k = -1;
@@ -1267,6 +1286,7 @@ struct nnp_writer {
 	int in_frame;
 	struct nnp_frame cur;
 	int64_t next_z;
+	int zero_copy;
 };
 
 struct nnp_writer *nnp_writer_fd(int fd, const char *name)
@@ -1277,6 +1297,8 @@ struct nnp_writer *nnp_writer_fd(int fd, const char *name)
 		return NULL;
 	}
 	w->fd = fd;
+	w->zero_copy = nnp_zero_copy_enabled();
+	grow_pipe(fd);
 	snprintf(w->name, sizeof w->name, "%s", name ? name : "<stdout>");
 	return w;
 }
@@ -1381,7 +1403,7 @@ int nnp_writer_chunk(struct nnp_writer *w, const void *data, int64_t zs)
 
 static int copy_segment(struct nnp_writer *w, int src, uint64_t off, uint64_t n, const char *sname)
 {
-	int use_sendfile = 1;
+	int use_sendfile = w->zero_copy;
 	char *tmp = NULL;
 	while (n > 0) {
 		size_t want = n < (1u << 24) ? (size_t)n : (1u << 24);

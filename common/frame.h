@@ -138,6 +138,9 @@ int nnp_writer_chunk_from(struct nnp_writer *w, const struct nnp_vol *v);
 int nnp_writer_volume(struct nnp_writer *w, struct nnp_vol *v);
 int nnp_writer_flush(struct nnp_writer *w);
 
+/* Zero-copy transfers (sendfile/splice) are used unless NNP_ZERO_COPY=0. */
+int nnp_zero_copy_enabled(void);
+
 /* Encode a header map into a malloc'ed buffer (for tests and tools). */
 int nnp_frame_encode_header(const struct nnp_frame *f, unsigned char **buf, size_t *len);
 

