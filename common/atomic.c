@@ -64,6 +64,7 @@ int nnp_atomic_open(struct nnp_atomic *a, const char *path, int force)
 
 	a->fd = -1;
 	a->slot = -1;
+	a->tmp[0] = '\0';
 	if (strlen(path) + 32 >= PATH_MAX)
 		return nnp_err(NNP_EUSAGE, "output path too long: '%s'", path);
 	if (!force && stat(path, &st) == 0)
@@ -111,7 +112,7 @@ void nnp_atomic_abort(struct nnp_atomic *a)
 	if (a->fd >= 0)
 		close(a->fd);
 	a->fd = -1;
-	if (a->slot >= 0 || a->tmp[0])
+	if (a->tmp[0])
 		unlink(a->tmp);
 	slot_drop(a->slot);
 	a->slot = -1;

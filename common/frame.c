@@ -468,7 +468,7 @@ struct dec {
 	int swap;
 	int64_t nchunks;
 	uint64_t nbytes;
-	int have_nbytes, have_nchunks;
+	int have_nbytes, have_nchunks, have_version;
 };
 
 static int bad(const struct dec *d, const char *what)
@@ -486,6 +486,7 @@ static int dec_version(struct dec *d, const msgpack_object *v)
 		return nnp_err(NNP_EDATA, "'%s': unsupported frame format version %lld.%lld "
 			       "(this build reads version %d.x; upgrade nnpipe)",
 			       d->name, (long long)maj, (long long)min, NNP_FRAME_MAJOR);
+	d->have_version = 1;
 	d->f->vmajor = (int)maj;
 	d->f->vminor = (int)(min < 0 ? 0 : min > INT_MAX ? INT_MAX : min);
 	return NNP_OK;
@@ -646,6 +647,8 @@ static int dec_check(struct dec *d, uint32_t nscale)
 {
 	struct nnp_frame *f = d->f;
 	int rc;
+	if (!d->have_version)
+		return bad(d, "missing format version 'v'");
 	if (!f->dtype)
 		return bad(d, "missing 'dtype'");
 	if (!f->shape[0])
@@ -668,7 +671,7 @@ static int dec_check(struct dec *d, uint32_t nscale)
 
 static int decode_header(const char *name, const msgpack_object *o, struct nnp_frame *f, int *swap)
 {
-	struct dec d = { name, f, 0, 0, 0, 0, 0 };
+	struct dec d = { name, f, 0, 0, 0, 0, 0, 0 };
 	int magic = 0;
 	uint32_t nscale = 0;
 	if (o->type != MSGPACK_OBJECT_MAP)

@@ -52,7 +52,8 @@ struct nnp_frame {
 	double affine[4][4];    /* NIfTI voxel (i,j,k)=(x,y,z) -> world (RAS mm) */
 	int has_affine;
 	int64_t chunk_slices;   /* 0: writer chooses (NNP_CHUNK_TARGET) */
-	double *scale;          /* NULL or 2*c: slope, inter per channel */
+	double *scale;          /* NULL or c pairs {slope, inter} (2*c doubles);
+	                           slope 0 = that channel is unscaled */
 	struct nnp_nifti_hdr *nifti;
 	size_t n_nifti;
 	json_t *props;          /* JSON object or NULL */

@@ -108,6 +108,28 @@ static int preload(struct source *s)
 	return NNP_OK;
 }
 
+/* When channels of different stored types were promoted to one frame
+ * dtype, props.channel_dtypes records each channel's source type so that
+ * nnp write can store each channel file as it was.  Filters that change
+ * voxel values must drop this key. */
+static int record_promotion(struct nnp_ingest *g)
+{
+	json_t *a;
+	int promoted = 0;
+	for (size_t i = 0; i < g->nsrc; i++)
+		promoted |= nnp_nifti_frame(g->src[i].in)->dtype != g->f.dtype;
+	if (!promoted)
+		return NNP_OK;
+	if (!(a = json_array()))
+		return nnp_err(NNP_ENOMEM, "out of memory");
+	for (size_t i = 0; i < g->nsrc; i++)
+		for (int64_t k = 0; k < g->src[i].nchan; k++)
+			json_array_append_new(a, json_string(nnp_dtype_name(nnp_nifti_frame(g->src[i].in)->dtype)));
+	if (!nnp_frame_props(&g->f) || json_object_set_new(g->f.props, "channel_dtypes", a))
+		return nnp_err(NNP_ENOMEM, "out of memory");
+	return NNP_OK;
+}
+
 static int merge_meta(struct nnp_ingest *g)
 {
 	struct nnp_frame *f = &g->f;
@@ -141,7 +163,7 @@ static int merge_meta(struct nnp_ingest *g)
 		free(f->scale);
 		f->scale = NULL;
 	}
-	return NNP_OK;
+	return record_promotion(g);
 }
 
 static int open_sources(struct nnp_ingest *g, const char *const *files, size_t n)

@@ -75,6 +75,43 @@ int nnp_nifti_name_ok(const char *p)
 
 /* ---- raw header bytes ---- */
 
+#define CHECK_DIMS(h)                                                                      \
+	do {                                                                               \
+		if ((h)->dim[0] < 1 || (h)->dim[0] > 7)                                    \
+			return nnp_err(NNP_EDATA, "'%s': corrupt NIfTI header: dim[0] = %lld", \
+				       name, (long long)(h)->dim[0]);                      \
+		for (int i_ = 1; i_ <= (h)->dim[0]; i_++)                                  \
+			if ((h)->dim[i_] < 1)                                              \
+				return nnp_err(NNP_EDATA, "'%s': corrupt NIfTI header: dim[%d] = %lld", \
+					       name, i_, (long long)(h)->dim[i_]);         \
+		for (int i_ = 1; i_ <= 3 && i_ <= (h)->dim[0]; i_++)                       \
+			if (!isfinite((double)(h)->pixdim[i_]))                            \
+				return nnp_err(NNP_EDATA, "'%s': corrupt NIfTI header: pixdim[%d] is not finite", \
+					       name, i_);                                  \
+		if ((h)->vox_offset < 0)                                                   \
+			return nnp_err(NNP_EDATA, "'%s': corrupt NIfTI header: negative vox_offset", name); \
+	} while (0)
+
+/* Checks made before nifticlib sees the header (it would print to stderr). */
+static int check_raw(const char *name, const unsigned char *raw, int ver)
+{
+	if (ver == 1) {
+		nifti_1_header h;
+		memcpy(&h, raw, N1);
+		if (memcmp(h.magic, "n+1", 4) && memcmp(h.magic, "ni1", 4))
+			return nnp_err(NNP_EDATA, "'%s': not a NIfTI-1 file (bad magic; Analyze 7.5 is not supported)",
+				       name);
+		CHECK_DIMS(&h);
+	} else {
+		nifti_2_header h;
+		memcpy(&h, raw, N2);
+		if (memcmp(h.magic, "n+2", 4) && memcmp(h.magic, "ni2", 4))
+			return nnp_err(NNP_EDATA, "'%s': not a NIfTI-2 file (bad magic)", name);
+		CHECK_DIMS(&h);
+	}
+	return NNP_OK;
+}
+
 static int read_raw_header(const char *hname, unsigned char *raw, int *ver, int *swapped)
 {
 	gzFile g = gzopen(hname, "rb");
@@ -103,7 +140,7 @@ static int read_raw_header(const char *hname, unsigned char *raw, int *ver, int 
 		else
 			nifti_swap_as_nifti2((nifti_2_header *)raw);
 	}
-	return NNP_OK;
+	return check_raw(hname, raw, *ver);
 }
 
 static int collect_ext(const nifti_image *nim, struct nnp_nifti_hdr *h)
@@ -260,6 +297,13 @@ static int open_data(struct nnp_nifti_in *in)
 	return NNP_OK;
 }
 
+static int is_pair_name(const char *p)
+{
+	size_t n = strlen(p);
+	return (n > 4 && (!strcmp(p + n - 4, ".hdr") || !strcmp(p + n - 4, ".img"))) ||
+	       (n > 7 && (!strcmp(p + n - 7, ".hdr.gz") || !strcmp(p + n - 7, ".img.gz")));
+}
+
 int nnp_nifti_open(const char *path, struct nnp_nifti_in **out)
 {
 	unsigned char raw[N2];
@@ -276,13 +320,11 @@ int nnp_nifti_open(const char *path, struct nnp_nifti_in **out)
 	if (!nnp_nifti_name_ok(path))
 		return nnp_err(NNP_EDATA, "'%s': not a NIfTI file name (expected .nii, .nii.gz or .hdr/.img)", path);
 	nifti_set_debug_level(0);
+	if (!is_pair_name(path) && (rc = read_raw_header(path, raw, &ver, &swapped)))
+		return rc;
 	nim = nifti_image_read(path, 0);
-	if (!nim) {
-		int r2 = read_raw_header(path, raw, &ver, &swapped);
-		if (r2)
-			return r2;
+	if (!nim)
 		return nnp_err(NNP_EDATA, "'%s': corrupt NIfTI header (rejected by nifticlib)", path);
-	}
 	in = calloc(1, sizeof *in);
 	if (!in) {
 		nifti_image_free(nim);
@@ -346,6 +388,22 @@ static int gz_read_all(struct nnp_nifti_in *in, void *dst, uint64_t n)
 	return NNP_OK;
 }
 
+/* After the last voxel: reading on must reach a clean end of the gzip
+ * member (CRC and length verified by zlib), not an error. */
+static int gz_check_end(struct nnp_nifti_in *in)
+{
+	unsigned char tmp[4096];
+	int zerr = Z_OK, got;
+	do {
+		got = gzread(in->gzf, tmp, sizeof tmp);
+	} while (got > 0);
+	gzerror(in->gzf, &zerr);
+	if (got < 0 || (zerr != Z_OK && zerr != Z_STREAM_END))
+		return nnp_err(NNP_EDATA, "'%s': corrupt compressed data: gzip trailer missing or CRC wrong",
+			       in->path);
+	return NNP_OK;
+}
+
 static int fd_read_at(struct nnp_nifti_in *in, void *dst, uint64_t n, uint64_t off)
 {
 	unsigned char *d = dst;
@@ -379,6 +437,8 @@ int nnp_nifti_read_slab(struct nnp_nifti_in *in, int64_t c, int64_t z0, int64_t 
 		if (off != in->pos)
 			return nnp_err(NNP_EINTERNAL, "'%s': compressed data must be read in order", in->path);
 		rc = gz_read_all(in, dst, n);
+		if (!rc && off + n == nnp_frame_nbytes(f))
+			rc = gz_check_end(in);
 	} else {
 		rc = fd_read_at(in, dst, n, in->data_off + off);
 	}
@@ -594,7 +654,10 @@ static int build_header(unsigned char *raw, int *version, const struct nnp_frame
 		nim = parse_raw(src);
 	if (nim)
 		src_ndim = nim->ndim;
-	o.ndim = nc > 1 ? 4 : (src_ndim == 2 && f->shape[1] == 1 ? 2 : (src_ndim >= 4 ? 3 : (src_ndim < 3 ? 3 : src_ndim)));
+	if (nc > 1 || (src_ndim == 4 && nim && nim->nt == nc))
+		o.ndim = 4;   /* keeps a 4D file with one volume 4D */
+	else
+		o.ndim = src_ndim == 2 && f->shape[1] == 1 ? 2 : 3;
 	o.dim[1] = f->shape[3];
 	o.dim[2] = f->shape[2];
 	o.dim[3] = f->shape[1];

@@ -1,6 +1,7 @@
 /* prog.c — program skeleton: options every program shares, messages,
  * signals, TTY rules, threads and progress. */
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -78,6 +79,7 @@ void nnp_proginit(int *argc, char **argv, const struct nnp_proginfo *info)
 	prog.quiet = q && *q && strcmp(q, "0") != 0;
 	install_signals();
 	atexit(nnp_atomic_cleanup_all);
+	opterr = 0;
 	for (int i = 1; i < *argc; i++) {
 		const char *a = argv[i];
 		if (!strcmp(a, "--")) {
@@ -122,6 +124,14 @@ void nnp_usage_error(const char *fmt, ...)
 	va_end(ap);
 	fprintf(stderr, "Try '%s --help' for more information.\n", prog.name);
 	exit(NNP_EXIT_USAGE);
+}
+
+void nnp_bad_option(char **argv)
+{
+	const char *a = optind > 0 ? argv[optind - 1] : "?";
+	if (optopt && a && a[0] == '-' && a[1] != '-' && a[1] != optopt)
+		nnp_usage_error("unknown option '-%c'", optopt);
+	nnp_usage_error("unknown option or missing value: '%s'", a ? a : "?");
 }
 
 void nnp_die(int code)

@@ -36,6 +36,9 @@ int nnp_quiet(void);              /* --quiet or NNP_QUIET set */
 int nnp_verbose(void);
 
 noreturn void nnp_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* For getopt_long's '?': names the offending argument (nnp_proginit sets
+ * opterr = 0 so getopt itself prints nothing). */
+noreturn void nnp_bad_option(char **argv);
 /* Print "nnp-NAME: error: <msg>" for code and exit with the table's status. */
 noreturn void nnp_die(int code);
 noreturn void nnp_dief(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

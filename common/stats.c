@@ -29,7 +29,13 @@ static void add_block(struct nnp_chan_stats *cs, const double *v, size_t n, doub
 			cs->min = x;
 		if (x > cs->max)
 			cs->max = x;
-		cs->sum += x;
+		/* Neumaier summation: exact enough with +-FLT_MAX among small values */
+		double t = cs->sum + x;
+		if (fabs(cs->sum) >= fabs(x))
+			cs->comp += (cs->sum - t) + x;
+		else
+			cs->comp += (x - t) + cs->sum;
+		cs->sum = t;
 		cs->n++;
 	}
 }
@@ -54,6 +60,11 @@ void nnp_stats_add(struct nnp_stats *s, const struct nnp_frame *f, const void *c
 			add_block(&s->ch[c], tmp, m, slope, inter);
 		}
 	}
+}
+
+double nnp_chan_mean(const struct nnp_chan_stats *c)
+{
+	return c->n ? (c->sum + c->comp) / (double)c->n : NAN;
 }
 
 void nnp_stats_release(struct nnp_stats *s)

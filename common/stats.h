@@ -7,7 +7,7 @@
 #include "frame.h"
 
 struct nnp_chan_stats {
-	double min, max, sum;
+	double min, max, sum, comp;   /* Neumaier-compensated sum */
 	uint64_t n, nonfinite;
 };
 
@@ -19,6 +19,7 @@ struct nnp_stats {
 int nnp_stats_init(struct nnp_stats *s, const struct nnp_frame *f);
 /* Add a chunk (layout c, zs, y, x) of frame f. */
 void nnp_stats_add(struct nnp_stats *s, const struct nnp_frame *f, const void *chunk, int64_t zs);
+double nnp_chan_mean(const struct nnp_chan_stats *c);  /* NaN if empty */
 void nnp_stats_release(struct nnp_stats *s);
 
 #endif

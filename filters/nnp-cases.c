@@ -27,7 +27,7 @@ static const struct nnp_proginfo info = {
 		"Examples:\n"
 		"  nnp cases 901\n"
 		"  nnp cases --images --split Ts \"$nnUNet_raw/Dataset901_Spheres\"\n"
-		"  nnp cases 901 | parallel nnp read 901 {} ...\n",
+		"  nnp cases 901 | parallel 'nnp read --dataset 901 --case {} | nnp write -o copy/'\n",
 };
 
 struct cmdline {
@@ -53,7 +53,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		case 'i': cl->images = 1; break;
 		case 'J': cl->json = 1; break;
 		case ':': nnp_usage_error("option '%s' needs a value", argv[optind - 1]);
-		default: nnp_usage_error("unknown option '%s'", argv[optind - 1]);
+		default: nnp_bad_option(argv);
 		}
 	}
 	if (strcmp(cl->split, "Tr") && strcmp(cl->split, "Ts"))

@@ -544,7 +544,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		switch (c) {
 		case 'J': cl->json = 1; break;
 		case 'G': cl->selftest = 1; break;
-		default: nnp_usage_error("unknown option '%s'", argv[optind - 1]);
+		default: nnp_bad_option(argv);
 		}
 	}
 	if (optind < argc)

@@ -46,7 +46,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		case OPT_JSON: cl->json = 1; break;
 		case 'H': cl->header_only = 1; break;
 		case OPT_PROPS: cl->props = 1; break;
-		default: nnp_usage_error("unknown option");
+		default: nnp_bad_option(argv);
 		}
 	}
 	cl->inputs = argv + optind;
@@ -90,7 +90,7 @@ static void print_text(const struct cmdline *cl, const struct nnp_frame *f, cons
 	for (int64_t c = 0; st && c < st->nch; c++) {
 		const struct nnp_chan_stats *s = &st->ch[c];
 		printf("  channel %lld: min %.6g max %.6g mean %.6g", (long long)c, s->n ? s->min : NAN,
-		       s->n ? s->max : NAN, s->n ? s->sum / (double)s->n : NAN);
+		       s->n ? s->max : NAN, nnp_chan_mean(s));
 		if (f->scale && f->scale[2 * c] != 0)
 			printf(" (scl %g, %g applied)", f->scale[2 * c], f->scale[2 * c + 1]);
 		if (s->nonfinite)
@@ -118,6 +118,13 @@ static json_t *frame_json(const struct nnp_frame *f, const struct nnp_stats *st)
 	json_object_set_new(o, "dtype", json_string(nnp_dtype_name(f->dtype)));
 	json_object_set_new(o, "shape", shape);
 	json_object_set_new(o, "spacing", sp);
+	if (f->has_affine) {
+		json_t *a = json_array();
+		for (int i = 0; i < 4; i++)
+			json_array_append_new(a, json_pack("[ffff]", f->affine[i][0], f->affine[i][1],
+							   f->affine[i][2], f->affine[i][3]));
+		json_object_set_new(o, "affine", a);
+	}
 	json_object_set_new(o, "nbytes", json_integer((json_int_t)nnp_frame_nbytes(f)));
 	json_object_set_new(o, "nchunks", json_integer(nnp_frame_nchunks(f)));
 	for (int64_t c = 0; st && c < st->nch; c++) {
@@ -125,7 +132,7 @@ static json_t *frame_json(const struct nnp_frame *f, const struct nnp_stats *st)
 		json_t *cj = json_object();
 		json_object_set_new(cj, "min", s->n ? json_real(s->min) : json_null());
 		json_object_set_new(cj, "max", s->n ? json_real(s->max) : json_null());
-		json_object_set_new(cj, "mean", s->n ? json_real(s->sum / (double)s->n) : json_null());
+		json_object_set_new(cj, "mean", s->n ? json_real(nnp_chan_mean(s)) : json_null());
 		json_object_set_new(cj, "nonfinite", json_integer((json_int_t)s->nonfinite));
 		json_array_append_new(chs, cj);
 	}

@@ -74,7 +74,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		case OPT_NOLABEL: cl->no_label = 1; break;
 		case OPT_ROLE: cl->role = optarg; break;
 		case OPT_CHUNK: cl->chunk_mb = nnp_parse_ll("--chunk-mb", optarg, 1, 64); break;
-		default: nnp_usage_error("unknown option");
+		default: nnp_bad_option(argv);
 		}
 	}
 	cl->images = (const char **)argv + optind;
@@ -127,41 +127,35 @@ static int add_dataset_props(struct nnp_frame *f, const struct nnp_dataset *d)
 	return NNP_OK;
 }
 
-static int emit(struct nnp_writer *w, const char *const *files, size_t n, const char *role, const char *case_id,
-		const struct nnp_dataset *d, long long chunk_mb, struct nnp_ingest *ref)
+static int prepare(struct nnp_ingest *g, const struct nnp_dataset *d, long long chunk_mb)
 {
-	struct nnp_ingest *g;
-	int rc = nnp_ingest_open(files, n, role, case_id, &g);
-	if (rc)
-		return rc;
-	if (ref)
-		rc = nnp_ingest_check_same_grid(ref, g);
-	if (!rc && d)
-		rc = add_dataset_props(nnp_ingest_frame(g), d);
-	if (!rc) {
+	int rc = d ? add_dataset_props(nnp_ingest_frame(g), d) : NNP_OK;
+	if (!rc)
 		set_chunking(nnp_ingest_frame(g), chunk_mb);
-		rc = nnp_ingest_stream(g, w);
-	}
-	nnp_ingest_free(g);
 	return rc;
 }
 
+/* Open and check everything (label grid included) before the first byte
+ * goes out, so a bad case produces no partial stream. */
 static int emit_pair(struct nnp_writer *w, const char *const *images, size_t n, const char *label,
 		     const char *role, const char *case_id, const struct nnp_dataset *d, long long chunk_mb)
 {
-	struct nnp_ingest *img;
+	struct nnp_ingest *img = NULL, *lab = NULL;
 	int rc = nnp_ingest_open(images, n, role, case_id, &img);
-	if (rc)
-		return rc;
-	if (d)
-		rc = add_dataset_props(nnp_ingest_frame(img), d);
-	if (!rc) {
-		set_chunking(nnp_ingest_frame(img), chunk_mb);
-		rc = nnp_ingest_stream(img, w);
-	}
 	if (!rc && label)
-		rc = emit(w, &label, 1, "label", case_id, d, chunk_mb, img);
+		rc = nnp_ingest_open(&label, 1, "label", case_id, &lab);
+	if (!rc && lab)
+		rc = nnp_ingest_check_same_grid(img, lab);
+	if (!rc)
+		rc = prepare(img, d, chunk_mb);
+	if (!rc && lab)
+		rc = prepare(lab, d, chunk_mb);
+	if (!rc)
+		rc = nnp_ingest_stream(img, w);
+	if (!rc && lab)
+		rc = nnp_ingest_stream(lab, w);
 	nnp_ingest_free(img);
+	nnp_ingest_free(lab);
 	return rc;
 }
 

@@ -29,7 +29,8 @@ static const struct nnp_proginfo info = {
 		"  image frames from one 4D file               -> CASE.nii.gz (4D)\n"
 		"  label frames                                -> CASE.nii.gz\n"
 		"  other roles                                 -> CASE_ROLE.nii.gz\n"
-		"File mode takes a stream with exactly one frame (4D when it has several channels).\n"
+		"File mode takes a stream with exactly one frame (4D when it has several channels);\n"
+		"more frames are a usage error (2), an empty stream a data error (1).\n"
 		"The carried NIfTI header supplies every field the frame does not change, so\n"
 		"'nnp read F | nnp write -o G' reproduces F's voxels and geometry exactly.\n"
 		"Each file is written to a temporary name and renamed when complete.\n"
@@ -70,7 +71,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		case 'e': cl->ext = optarg; break;
 		case OPT_GZ: cl->nopts.gzip_level = (int)nnp_parse_ll("--gzip-level", optarg, 0, 9); break;
 		case OPT_NV: cl->nopts.version = (int)nnp_parse_ll("--nifti-version", optarg, 1, 2); break;
-		default: nnp_usage_error("unknown option");
+		default: nnp_bad_option(argv);
 		}
 	}
 	if (!cl->output)
@@ -90,8 +91,18 @@ struct target {
 	char path[4096];
 	int64_t c0, nc;
 	size_t hdr;
+	enum nnp_dtype dtype;   /* stored type: the frame's, or the channel's source type */
 	struct nnp_nifti_out *out;
 };
+
+/* props.channel_dtypes[c] (set by nnp read when it promoted channels). */
+static enum nnp_dtype source_dtype(const struct nnp_frame *f, int64_t c)
+{
+	json_t *a = f->props ? json_object_get(f->props, "channel_dtypes") : NULL;
+	const char *s = json_string_value(json_array_get(a, (size_t)c));
+	enum nnp_dtype t = s ? nnp_dtype_parse(s, NULL) : NNP_DT_NONE;
+	return t && json_array_size(a) == (size_t)f->shape[0] ? t : f->dtype;
+}
 
 static int plan_targets(const struct cmdline *cl, const struct nnp_frame *f, int index, struct target **tp,
 			size_t *nt)
@@ -104,7 +115,7 @@ static int plan_targets(const struct cmdline *cl, const struct nnp_frame *f, int
 	const char *sep = cl->output[strlen(cl->output) - 1] == '/' ? "" : "/";
 	if (!t)
 		return nnp_err(NNP_ENOMEM, "out of memory");
-	if (f->case_id)
+	if (f->case_id && *f->case_id)
 		snprintf(base, sizeof base, "%s", f->case_id);
 	else
 		snprintf(base, sizeof base, "frame%03d", index);
@@ -115,6 +126,7 @@ static int plan_targets(const struct cmdline *cl, const struct nnp_frame *f, int
 	for (size_t i = 0; i < n; i++) {
 		t[i].c0 = n > 1 || per_channel ? (int64_t)i : 0;
 		t[i].nc = n > 1 || per_channel ? 1 : c;
+		t[i].dtype = cl->dir_mode && per_channel ? source_dtype(f, t[i].c0) : f->dtype;
 		t[i].hdr = f->n_nifti == (size_t)c ? (size_t)t[i].c0 : 0;
 		if (!cl->dir_mode)
 			snprintf(t[i].path, sizeof t[i].path, "%s", cl->output);
@@ -166,6 +178,27 @@ static int write_zero_copy(struct nnp_reader *r, struct target *t)
 	return rc;
 }
 
+/* Convert a channel slab back to its source type; every value must survive
+ * the round trip (else a filter changed values and kept channel_dtypes). */
+static int narrow(const struct nnp_frame *f, enum nnp_dtype to, int64_t c, const void *src, size_t nb,
+		  void **conv, size_t *outnb)
+{
+	size_t n = nb / nnp_dtype_size(f->dtype);
+	size_t need = n * (nnp_dtype_size(to) + nnp_dtype_size(f->dtype));
+	char *p = realloc(*conv, need ? need : 1);
+	if (!p)
+		return nnp_err(NNP_ENOMEM, "out of memory");
+	*conv = p;
+	nnp_convert(to, p, f->dtype, src, n);
+	nnp_convert(f->dtype, p + n * nnp_dtype_size(to), to, p, n);
+	if (memcmp(p + n * nnp_dtype_size(to), src, nb))
+		return nnp_err(NNP_EDATA, "case '%s': channel %lld holds values that do not fit its source type %s "
+			       "(props.channel_dtypes is stale)", f->case_id ? f->case_id : "", (long long)c,
+			       nnp_dtype_name(to));
+	*outnb = n * nnp_dtype_size(to);
+	return NNP_OK;
+}
+
 /* Stream chunk by chunk into single-channel (or per-channel) files. */
 static int write_streaming(struct nnp_reader *r, const struct nnp_frame *f, struct target *t, size_t n)
 {
@@ -176,14 +209,25 @@ static int write_streaming(struct nnp_reader *r, const struct nnp_frame *f, stru
 	int rc;
 	if (!buf)
 		return nnp_err(NNP_ENOMEM, "out of memory for one chunk");
+	void *conv = NULL;
 	while ((rc = nnp_reader_chunk(r, buf, cap, &z0, &zs)) == 1) {
 		for (size_t i = 0; i < n && rc == 1; i++) {
-			int w = nnp_nifti_write(t[i].out, (char *)buf + (uint64_t)t[i].c0 * (uint64_t)zs * plane,
-						(size_t)((uint64_t)zs * plane));
-			if (w)
+			const char *src = (char *)buf + (uint64_t)t[i].c0 * (uint64_t)zs * plane;
+			size_t nb = (size_t)((uint64_t)zs * plane);
+			int w;
+			if (t[i].dtype != f->dtype) {
+				w = narrow(f, t[i].dtype, t[i].c0, src, nb, &conv, &nb);
+				src = conv;
+				if (w) {
+					rc = w;
+					break;
+				}
+			}
+			if ((w = nnp_nifti_write(t[i].out, src, nb)))
 				rc = w;
 		}
 	}
+	free(conv);
 	free(buf);
 	return rc < 0 ? rc : NNP_OK;
 }
@@ -213,11 +257,15 @@ static int write_frame(const struct cmdline *cl, struct nnp_reader *r, struct nn
 	struct target *t = NULL;
 	size_t n = 0;
 	int rc = plan_targets(cl, f, index, &t, &n);
-	for (size_t i = 0; !rc && i < n; i++)
-		rc = nnp_nifti_create(t[i].path, f, t[i].c0, t[i].nc, t[i].hdr, &cl->nopts, &t[i].out);
+	for (size_t i = 0; !rc && i < n; i++) {
+		struct nnp_frame stored = *f;   /* shallow: only the dtype differs */
+		stored.dtype = t[i].dtype;
+		rc = nnp_nifti_create(t[i].path, &stored, t[i].c0, t[i].nc, t[i].hdr, &cl->nopts, &t[i].out);
+	}
 	if (!rc)
 		rc = n == 1 && t[0].nc > 1 ? write_whole(r, f, t)
-		     : n == 1 && f->shape[0] == 1 && nnp_nifti_out_fd(t[0].out) >= 0 && !nnp_reader_swaps(r)
+		     : n == 1 && f->shape[0] == 1 && t[0].dtype == f->dtype && nnp_nifti_out_fd(t[0].out) >= 0 &&
+				       !nnp_reader_swaps(r)
 			     ? write_zero_copy(r, t)
 			     : write_streaming(r, f, t, n);
 	if (!rc && single) {

@@ -183,6 +183,10 @@ test_expect_success 'per-channel scl_slope goes back to each channel file' '
 	niicmp pc_0001.nii pcout/pc_0001.nii.gz &&
 	check_no_tmp pcout
 '
+test_expect_success 'per-channel scale in the stream: one [slope, inter] per channel' '
+	nnp-read pc_0000.nii pc_0001.nii >pc.nnp &&
+	frame_decode --frames 1 --nii 0=pc_0000.nii,pc_0001.nii pc.nnp
+'
 test_expect_success 'a 4D file -> one 4D CASE.nii.gz in a directory' '
 	mkdir d4 &&
 	nnp-read m_f32_4.nii.gz | nnp-write -o d4 &&
@@ -227,6 +231,20 @@ test_expect_success 'image + label stream: two frames, roles image and label' '
 	frame_decode --frames 2 --role 0=image --role 1=label \
 		--case 0=img --case 1=img \
 		--nii 0=img_0000.nii.gz --nii 1=lab.nii.gz il.nnp
+'
+
+test_expect_success 'another role (seg) -> CASE_seg.nii.gz' '
+	nnp-read lab.nii.gz >seg.nnp &&
+	frame_edit --set "role=\"seg\"" seg.nnp seg2.nnp &&
+	nnp-write -o segdir/ seg2.nnp &&
+	t_files_are segdir lab_seg.nii.gz &&
+	niicmp lab.nii.gz segdir/lab_seg.nii.gz
+'
+test_expect_success 'a multi-channel non-image role -> one 4D CASE_ROLE.nii.gz' '
+	frame_edit --set "role=\"probabilities\"" mc.nnp prob.nnp &&
+	nnp-write -o probdir/ prob.nnp &&
+	t_files_are probdir mc_probabilities.nii.gz &&
+	"$PYTHON" -c "import sys, nibabel as n; s = n.load(\"probdir/mc_probabilities.nii.gz\").shape; sys.exit(s != (7, 6, 5, 3))"
 '
 
 # ---- the stream, decoded by a generic msgpack decoder, equals nibabel's data

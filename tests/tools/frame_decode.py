@@ -23,7 +23,8 @@ Options:
                     (c,z,y,x); several files = channels in order), dtype
                     (kind and size), spacing = |pixdim[3]|,|pixdim[2]|,|pixdim[1]|
                     exactly, affine = nibabel's best affine (atol 1e-4),
-                    and "scale" = the files' scl_slope/scl_inter when set
+                    and "scale" ([[slope, inter]] per channel) = the files'
+                    scl_slope/scl_inter when set
   --save I=PATH     write frame I's array to PATH (.npy)
 """
 import argparse
@@ -55,8 +56,14 @@ def raw_scale(path):
     return float(img.dataobj.slope), float(img.dataobj.inter)
 
 
+def norm(s, i):
+    """NIfTI: a slope of 0 (or not finite) means no scaling."""
+    if s == 0 or s != s or abs(s) == float("inf"):
+        return (1.0, 0.0)
+    return (s, i)
+
+
 def compare_nii(fr, files, idx):
-    import nibabel as nib
     h = fr.header
     arrs = []
     imgs = []
@@ -95,7 +102,8 @@ def compare_nii(fr, files, idx):
         sc = h.get("scale")
         if sc is None:
             fail("frame %d: no \"scale\" but the NIfTI has scl_slope/inter %r" % (idx, scales))
-        pairs = [(float(sc[2 * k]), float(sc[2 * k + 1])) for k in range(len(sc) // 2)]
+        pairs = [norm(float(p[0]), float(p[1])) for p in sc]
+        scales = [norm(s, i) for s, i in scales]
         if pairs != scales:
             fail("frame %d: scale %r, NIfTI %r" % (idx, sc, scales))
 

@@ -6,7 +6,9 @@ Usage: mknii.py [options] OUT
 
 Options:
   --dtype T        u8 i8 i16 u16 i32 u32 i64 u64 f32 f64  (default i16)
+                   (c64 too: a dtype nnpipe does not support, for error tests)
   --shape X,Y,Z[,T]  nibabel/NIfTI order, x fastest on disk (default 7,6,5)
+                   (a 5th size makes a 5-D file, for error tests)
   --form F         qform | sform | both | none  (default both)
                    qform: qform_code 1, sform_code 0
                    sform: qform_code 0, sform_code 2 (sform has a shear)
@@ -51,6 +53,7 @@ DTYPES = {
     "u8": np.uint8, "i8": np.int8, "i16": np.int16, "u16": np.uint16,
     "i32": np.int32, "u32": np.uint32, "i64": np.int64, "u64": np.uint64,
     "f32": np.float32, "f64": np.float64,
+    "c64": np.complex64,   # not supported by nnpipe: for error tests
 }
 
 
@@ -106,6 +109,8 @@ def make_data(rng, dt, shape, values, specials):
         flat = rng.integers(info.min, info.max, n, dtype=dt, endpoint=True)
         if n >= 2:
             flat[0], flat[1] = info.min, info.max
+    elif dt.kind == "c":
+        flat = (rng.standard_normal(n) + 1j * rng.standard_normal(n)).astype(dt)
     else:
         flat = rng.standard_normal(n) * 1000.0
         flat = flat.astype(dt)
@@ -123,8 +128,8 @@ def build(args):
         shape = tuple(int(s) for s in args.shape.split(","))
     except ValueError:
         die("bad --shape '%s'" % args.shape)
-    if len(shape) not in (3, 4) or min(shape) < 1:
-        die("--shape needs 3 or 4 positive sizes")
+    if len(shape) not in (3, 4, 5) or min(shape) < 1:
+        die("--shape needs 3 or 4 (5 for error tests) positive sizes")
     zooms = [float(s) for s in args.pixdim.split(",")]
     if len(zooms) != 3:
         die("--pixdim needs 3 values")
@@ -148,7 +153,7 @@ def build(args):
     data = make_data(rng, DTYPES[args.dtype], shape, args.values, not args.no_specials)
     hdr.set_data_dtype(DTYPES[args.dtype])
     hdr.set_data_shape(shape)
-    hdr.set_zooms(tuple(zooms) + ((1.5,) if len(shape) == 4 else ()))
+    hdr.set_zooms(tuple(zooms) + (1.5, 1.0)[:len(shape) - 3])
     hdr.set_xyzt_units("mm", "sec")
     qa = qform_affine(grng, zooms)
     sa = sform_affine(grng, zooms)

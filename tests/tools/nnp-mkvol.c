@@ -87,7 +87,7 @@ int main(int argc, char **argv)
 		case 't': if (!(v.f.dtype = nnp_dtype_parse(optarg, NULL))) nnp_usage_error("bad --dtype"); break;
 		case 'r': seed = (uint64_t)nnp_parse_ll("--seed", optarg, 0, 1LL << 62); break;
 		case 'o': out = optarg; break;
-		default: nnp_usage_error("unknown option");
+		default: nnp_bad_option(argv);
 		}
 	}
 	if (!out || !ns)

@@ -121,8 +121,9 @@ def check_header(h, at):
         raise StreamError("codec %r" % h["codec"])
     if "scale" in h and h["scale"] is not None:
         s = h["scale"]
-        if not (isinstance(s, list) and len(s) == 2 * c):
-            raise StreamError("scale %r is not 2*c numbers" % (s,))
+        if not (isinstance(s, list) and len(s) == c and all(
+                isinstance(p, list) and len(p) == 2 for p in s)):
+            raise StreamError("scale %r is not one [slope, inter] per channel" % (s,))
 
 
 def assemble(f):

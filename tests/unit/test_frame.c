@@ -133,6 +133,7 @@ static void test_roundtrip_volume(void **state)
 	assert_true(w.f.scale[0] == 2.0 && w.f.scale[1] == -1.0);
 	assert_int_equal(json_integer_value(json_array_get(json_array_get(json_object_get(w.f.props, "bbox"), 1), 1)), 4);
 	assert_memory_equal(v.data, w.data, nnp_frame_nbytes(&v.f));
+	nnp_vol_release(&w);
 	assert_int_equal(nnp_reader_volume(r, &w), 0); /* clean end */
 	nnp_reader_free(r);
 	free(buf);
