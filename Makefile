@@ -92,7 +92,7 @@ $(BUILD)/common $(BUILD)/cuda $(BUILD)/tools $(BUILD)/unit $(BIN):
 
 DEB_PKGS := build-essential libnifti2-dev libmsgpack-dev libjansson-dev zlib1g-dev \
             libcmocka-dev parallel python3 python3-msgpack python3-numpy python3-nibabel \
-            clang libclang-rt-14-dev time
+            clang libclang-rt-14-dev time bc
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \

@@ -7,6 +7,7 @@
 #include "err.h"
 #include "ingest.h"
 #include "nifti.h"
+#include "prog.h"
 
 #define SPACING_RTOL 1e-5
 #define AFFINE_TOL 1e-4
@@ -285,15 +286,19 @@ static int stream_zero_copy(struct nnp_ingest *g, struct nnp_writer *w, int *don
 	if (g->nsrc != 1 || s->whole || nnp_nifti_frame(s->in)->dtype != g->f.dtype ||
 	    nnp_nifti_raw_fd(s->in, 0, 0, &off) < 0)
 		return NNP_OK;
+	struct nnp_progress pr;
 	if (!(offs = calloc((size_t)nc, sizeof *offs)))
 		return nnp_err(NNP_ENOMEM, "out of memory");
+	nnp_progress_begin(&pr, g->f.case_id ? g->f.case_id : g->f.role, g->f.shape[1]);
 	for (int64_t z0 = 0; !rc && z0 < g->f.shape[1]; z0 += g->f.chunk_slices) {
 		int64_t zs = g->f.shape[1] - z0 < g->f.chunk_slices ? g->f.shape[1] - z0 : g->f.chunk_slices;
 		fd = -1;
 		for (int64_t c = 0; c < nc; c++)
 			fd = nnp_nifti_raw_fd(s->in, c, z0, &offs[c]);
 		rc = nnp_writer_chunk_file(w, fd, offs, nc, (uint64_t)zs * plane, zs, nnp_nifti_path(s->in));
+		nnp_progress_add(&pr, zs);
 	}
+	nnp_progress_end(&pr);
 	free(offs);
 	*done = 1;
 	return rc;
@@ -310,12 +315,16 @@ int nnp_ingest_stream(struct nnp_ingest *g, struct nnp_writer *w)
 	buf = nnp_aligned_alloc((size_t)((uint64_t)g->f.chunk_slices * nnp_frame_slice_bytes(&g->f)));
 	if (!buf)
 		return nnp_err(NNP_ENOMEM, "out of memory for one chunk");
+	struct nnp_progress pr;
+	nnp_progress_begin(&pr, g->f.case_id ? g->f.case_id : g->f.role, g->f.shape[1]);
 	for (int64_t z0 = 0; !rc && z0 < g->f.shape[1]; z0 += g->f.chunk_slices) {
 		int64_t zs = g->f.shape[1] - z0 < g->f.chunk_slices ? g->f.shape[1] - z0 : g->f.chunk_slices;
 		rc = nnp_ingest_read_slab(g, z0, zs, buf);
 		if (!rc)
 			rc = nnp_writer_chunk(w, buf, zs);
+		nnp_progress_add(&pr, zs);
 	}
+	nnp_progress_end(&pr);
 	free(buf);
 	return rc;
 }

@@ -811,6 +811,11 @@ int nnp_nifti_out_fd(const struct nnp_nifti_out *o)
 	return o->gz ? -1 : o->a.fd;
 }
 
+uint64_t nnp_nifti_expected(const struct nnp_nifti_out *o)
+{
+	return o->expect;
+}
+
 int nnp_nifti_wrote(struct nnp_nifti_out *o, uint64_t nbytes)
 {
 	if (o->written + nbytes > o->expect)

@@ -60,6 +60,7 @@ int nnp_nifti_write(struct nnp_nifti_out *o, const void *data, size_t nbytes);
  * bytes written to it directly. */
 int nnp_nifti_out_fd(const struct nnp_nifti_out *o);
 int nnp_nifti_wrote(struct nnp_nifti_out *o, uint64_t nbytes);
+uint64_t nnp_nifti_expected(const struct nnp_nifti_out *o);   /* voxel bytes due */
 /* Finish: close, check, rename into place. */
 int nnp_nifti_commit(struct nnp_nifti_out *o);
 /* Abandon: remove the temp file. NULL is a no-op. */

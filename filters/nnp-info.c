@@ -16,7 +16,8 @@ static const struct nnp_proginfo info = {
 	.options =
 		"      --json        one JSON object per frame (JSON lines) instead of text\n"
 		"  -H, --header-only  do not read payloads (no statistics; fast)\n"
-		"      --props       print the frame's props in full\n",
+		"      --props       print the frame's props in full\n"
+		"  -j, --threads N   threads for the statistics (default: NNP_THREADS or all cores)\n",
 	.details =
 		"Statistics are per channel, with the frame's scl_slope/scl_inter applied.\n"
 		"Reads standard input when no STREAM is given ('-' also means stdin).\n\n"
@@ -24,7 +25,7 @@ static const struct nnp_proginfo info = {
 };
 
 struct cmdline {
-	int json, header_only, props;
+	int json, header_only, props, threads;
 	char **inputs;
 	int ninputs;
 };
@@ -36,16 +37,18 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ "header-only", no_argument, NULL, 'H' },
 		{ "props", no_argument, NULL, OPT_PROPS },
+		{ "threads", required_argument, NULL, 'j' },
 		{ NULL, 0, NULL, 0 }
 	};
 	static char *dash[] = { "-" };
 	int c;
 	memset(cl, 0, sizeof *cl);
-	while ((c = getopt_long(argc, argv, "H", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "Hj:", opts, NULL)) != -1) {
 		switch (c) {
 		case OPT_JSON: cl->json = 1; break;
 		case 'H': cl->header_only = 1; break;
 		case OPT_PROPS: cl->props = 1; break;
+		case 'j': cl->threads = nnp_threads_from_arg(optarg); break;
 		default: nnp_bad_option(argv);
 		}
 	}
@@ -179,7 +182,7 @@ int main(int argc, char **argv)
 	int idx = 1, rc = 0;
 	nnp_proginit(&argc, argv, &info);
 	parse_cmdline(argc, argv, &cl);
-	nnp_threads_init(0);
+	nnp_threads_init(cl.threads);
 	for (int i = 0; i < cl.ninputs && rc == 0; i++)
 		rc = info_stream(&cl, cl.inputs[i], &idx);
 	if (rc < 0) {

@@ -172,9 +172,15 @@ static int write_zero_copy(struct nnp_reader *r, struct target *t)
 {
 	int fd = nnp_nifti_out_fd(t->out), rc;
 	uint64_t nb;
-	while ((rc = nnp_reader_chunk_fd(r, fd, t->path, &nb)) == 1)
+	struct nnp_progress pr;
+	nnp_progress_begin(&pr, t->path, nnp_reader_chunk_bytes(r) ? (long long)(nnp_nifti_expected(t->out) /
+					(nnp_reader_chunk_bytes(r))) + 1 : 1);
+	while ((rc = nnp_reader_chunk_fd(r, fd, t->path, &nb)) == 1) {
+		nnp_progress_add(&pr, 1);
 		if ((rc = nnp_nifti_wrote(t->out, nb)))
 			return rc;
+	}
+	nnp_progress_end(&pr);
 	return rc;
 }
 
@@ -210,7 +216,10 @@ static int write_streaming(struct nnp_reader *r, const struct nnp_frame *f, stru
 	if (!buf)
 		return nnp_err(NNP_ENOMEM, "out of memory for one chunk");
 	void *conv = NULL;
+	struct nnp_progress pr;
+	nnp_progress_begin(&pr, t[0].path, f->shape[1]);
 	while ((rc = nnp_reader_chunk(r, buf, cap, &z0, &zs)) == 1) {
+		nnp_progress_add(&pr, zs);
 		for (size_t i = 0; i < n && rc == 1; i++) {
 			const char *src = (char *)buf + (uint64_t)t[i].c0 * (uint64_t)zs * plane;
 			size_t nb = (size_t)((uint64_t)zs * plane);
@@ -227,6 +236,7 @@ static int write_streaming(struct nnp_reader *r, const struct nnp_frame *f, stru
 				rc = w;
 		}
 	}
+	nnp_progress_end(&pr);
 	free(conv);
 	free(buf);
 	return rc < 0 ? rc : NNP_OK;
