@@ -258,6 +258,19 @@ static int read_channel(struct nnp_ingest *g, struct source *s, int64_t k, int64
 	return NNP_OK;
 }
 
+static int read_whole(struct nnp_ingest *g, struct nnp_vol *v)
+{
+	uint64_t per = nnp_frame_nvox(&g->f) * nnp_dtype_size(g->f.dtype);
+	int64_t c = 0;
+	for (size_t i = 0; i < g->nsrc; i++)
+		for (int64_t k = 0; k < g->src[i].nchan; k++, c++) {
+			int rc = read_channel(g, &g->src[i], k, 0, g->f.shape[1], (char *)v->data + (uint64_t)c * per);
+			if (rc)
+				return rc;
+		}
+	return NNP_OK;
+}
+
 int nnp_ingest_read_slab(struct nnp_ingest *g, int64_t z0, int64_t zs, void *dst)
 {
 	uint64_t chan = (uint64_t)zs * (uint64_t)g->f.shape[2] * (uint64_t)g->f.shape[3] *
@@ -326,5 +339,15 @@ int nnp_ingest_stream(struct nnp_ingest *g, struct nnp_writer *w)
 	}
 	nnp_progress_end(&pr);
 	free(buf);
+	return rc;
+}
+
+int nnp_ingest_read_volume(struct nnp_ingest *g, struct nnp_vol *v)
+{
+	int rc;
+	nnp_vol_init(v);
+	if ((rc = nnp_frame_copy(&v->f, &g->f)) || (rc = nnp_vol_alloc(v)) ||
+	    (rc = read_whole(g, v)))
+		nnp_vol_release(v);
 	return rc;
 }

@@ -25,6 +25,8 @@ struct nnp_frame *nnp_ingest_frame(struct nnp_ingest *g);
 int nnp_ingest_check_same_grid(const struct nnp_ingest *ref, const struct nnp_ingest *g);
 /* Read slices [z0, z0+zs) of all channels into dst, layout (c, zs, y, x). */
 int nnp_ingest_read_slab(struct nnp_ingest *g, int64_t z0, int64_t zs, void *dst);
+/* Read the whole frame into v (initialised by the call). */
+int nnp_ingest_read_volume(struct nnp_ingest *g, struct nnp_vol *v);
 /* Stream the frame to a writer chunk by chunk (bounded memory). */
 int nnp_ingest_stream(struct nnp_ingest *g, struct nnp_writer *w);
 

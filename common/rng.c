@@ -12,26 +12,19 @@ void nnp_rs_seed(struct nnp_rs *rs, uint32_t seed)
 	rs->idx = N;
 }
 
-static void twist(struct nnp_rs *rs)
-{
-	for (int i = 0; i < N; i++) {
-		uint32_t y = (rs->mt[i] & 0x80000000u) | (rs->mt[(i + 1) % N] & 0x7fffffffu);
-		rs->mt[i] = rs->mt[(i + M) % N] ^ (y >> 1) ^ ((y & 1u) ? 0x9908b0dfu : 0u);
-	}
-	rs->idx = 0;
-}
+#define MIX(a, b, c) ((c) ^ ((((a) & 0x80000000u) | ((b) & 0x7fffffffu)) >> 1) ^ \
+			(((b) & 1u) ? 0x9908b0dfu : 0u))
 
-uint32_t nnp_rs_next32(struct nnp_rs *rs)
+void nnp_rs_twist(struct nnp_rs *rs)
 {
-	uint32_t y;
-	if (rs->idx >= N)
-		twist(rs);
-	y = rs->mt[rs->idx++];
-	y ^= y >> 11;
-	y ^= (y << 7) & 0x9d2c5680u;
-	y ^= (y << 15) & 0xefc60000u;
-	y ^= y >> 18;
-	return y;
+	uint32_t *mt = rs->mt;
+	int i;
+	for (i = 0; i < N - M; i++)
+		mt[i] = MIX(mt[i], mt[i + 1], mt[i + M]);
+	for (; i < N - 1; i++)
+		mt[i] = MIX(mt[i], mt[i + 1], mt[i + M - N]);
+	mt[N - 1] = MIX(mt[N - 1], mt[0], mt[M - 1]);
+	rs->idx = 0;
 }
 
 double nnp_rs_random(struct nnp_rs *rs)
@@ -40,27 +33,19 @@ double nnp_rs_random(struct nnp_rs *rs)
 	return ((double)a * 67108864.0 + (double)b) / 9007199254740992.0;
 }
 
-uint64_t nnp_rs_bounded(struct nnp_rs *rs, uint64_t m)
+uint64_t nnp_rs_bounded64(struct nnp_rs *rs, uint64_t m)
 {
 	uint64_t mask = m, v;
-	if (m == 0)
-		return 0;
 	mask |= mask >> 1;
 	mask |= mask >> 2;
 	mask |= mask >> 4;
 	mask |= mask >> 8;
 	mask |= mask >> 16;
 	mask |= mask >> 32;
-	if (m <= 0xffffffffu) {
-		do
-			v = nnp_rs_next32(rs) & mask;
-		while (v > m);
-	} else {
-		do {
-			uint64_t hi = nnp_rs_next32(rs), lo = nnp_rs_next32(rs);
-			v = ((hi << 32) | lo) & mask;
-		} while (v > m);
-	}
+	do {
+		uint64_t hi = nnp_rs_next32(rs), lo = nnp_rs_next32(rs);
+		v = ((hi << 32) | lo) & mask;
+	} while (v > m);
 	return v;
 }
 

@@ -1,0 +1,251 @@
+/* crop.c — crop_to_nonzero: nonzero mask, hole filling, bbox, crop. */
+#include <stdlib.h>
+#include <string.h>
+#include "crop.h"
+#include "err.h"
+
+void nnp_nonzero_mask(const struct nnp_vol *img, uint8_t *mask)
+{
+	enum { BLK = 4096 };
+	const struct nnp_frame *f = &img->f;
+	uint64_t nvox = nnp_frame_nvox(f);
+	size_t es = nnp_dtype_size(f->dtype);
+	memset(mask, 0, (size_t)nvox);
+	for (int64_t c = 0; c < f->shape[0]; c++) {
+		double slope = 1, inter = 0;
+		const char *p = (const char *)img->data + (uint64_t)c * nvox * es;
+		if (f->scale && f->scale[2 * c] != 0) {
+			slope = f->scale[2 * c];
+			inter = f->scale[2 * c + 1];
+		}
+		#pragma omp parallel for schedule(static)
+		for (uint64_t off = 0; off < nvox; off += BLK) {
+			double tmp[BLK];
+			size_t m = nvox - off < BLK ? (size_t)(nvox - off) : BLK;
+			nnp_to_f64(f->dtype, p + off * es, tmp, m);
+			for (size_t i = 0; i < m; i++)
+				if ((float)(tmp[i] * slope + inter) != 0.0f)
+					mask[off + i] = 1;
+		}
+	}
+}
+
+/* Growable queue of voxel indices. */
+struct queue {
+	uint64_t *q;
+	size_t head, tail, cap;
+};
+
+static int push(struct queue *s, uint64_t v)
+{
+	if (s->tail == s->cap) {
+		if (s->head > s->cap / 2) {
+			memmove(s->q, s->q + s->head, (s->tail - s->head) * sizeof *s->q);
+			s->tail -= s->head;
+			s->head = 0;
+		} else {
+			size_t cap = s->cap ? s->cap * 2 : 1 << 16;
+			uint64_t *n = realloc(s->q, cap * sizeof *n);
+			if (!n)
+				return NNP_ENOMEM;
+			s->q = n;
+			s->cap = cap;
+		}
+	}
+	s->q[s->tail++] = v;
+	return NNP_OK;
+}
+
+/* mask values: 0 background (unvisited), 1 foreground, 2 outside (reached). */
+static int seed_border(uint8_t *m, const int64_t *n, struct queue *q)
+{
+	for (int64_t z = 0; z < n[0]; z++)
+		for (int64_t y = 0; y < n[1]; y++)
+			for (int64_t x = 0; x < n[2]; x++) {
+				uint64_t i;
+				if (z && z != n[0] - 1 && y && y != n[1] - 1 && x && x != n[2] - 1) {
+					x = n[2] - 2; /* jump to the far x border */
+					continue;
+				}
+				i = ((uint64_t)z * (uint64_t)n[1] + (uint64_t)y) * (uint64_t)n[2] + (uint64_t)x;
+				if (m[i] == 0) {
+					m[i] = 2;
+					if (push(q, i))
+						return NNP_ENOMEM;
+				}
+			}
+	return NNP_OK;
+}
+
+static int flood(uint8_t *m, const int64_t *n, struct queue *q)
+{
+	uint64_t sy = (uint64_t)n[2], sz = (uint64_t)n[1] * (uint64_t)n[2];
+	while (q->head < q->tail) {
+		uint64_t i = q->q[q->head++];
+		int64_t z = (int64_t)(i / sz), y = (int64_t)((i / sy) % (uint64_t)n[1]), x = (int64_t)(i % sy);
+		uint64_t nb[6];
+		int k = 0;
+		if (x > 0) nb[k++] = i - 1;
+		if (x < n[2] - 1) nb[k++] = i + 1;
+		if (y > 0) nb[k++] = i - sy;
+		if (y < n[1] - 1) nb[k++] = i + sy;
+		if (z > 0) nb[k++] = i - sz;
+		if (z < n[0] - 1) nb[k++] = i + sz;
+		for (int j = 0; j < k; j++)
+			if (m[nb[j]] == 0) {
+				m[nb[j]] = 2;
+				if (push(q, nb[j]))
+					return NNP_ENOMEM;
+			}
+	}
+	return NNP_OK;
+}
+
+int nnp_fill_holes(uint8_t *mask, const int64_t shape[3])
+{
+	struct queue q = { 0 };
+	uint64_t nvox = (uint64_t)shape[0] * (uint64_t)shape[1] * (uint64_t)shape[2];
+	int rc = seed_border(mask, shape, &q);
+	if (!rc)
+		rc = flood(mask, shape, &q);
+	free(q.q);
+	if (rc)
+		return nnp_err(NNP_ENOMEM, "out of memory filling holes of the nonzero mask");
+	for (uint64_t i = 0; i < nvox; i++)
+		mask[i] = mask[i] != 2;   /* unreached background = hole = foreground */
+	return NNP_OK;
+}
+
+void nnp_mask_bbox(const uint8_t *mask, const int64_t shape[3], int64_t bbox[3][2])
+{
+	int64_t lo[3] = { shape[0], shape[1], shape[2] }, hi[3] = { -1, -1, -1 };
+	uint64_t i = 0;
+	for (int64_t z = 0; z < shape[0]; z++)
+		for (int64_t y = 0; y < shape[1]; y++)
+			for (int64_t x = 0; x < shape[2]; x++, i++) {
+				if (!mask[i])
+					continue;
+				if (z < lo[0]) lo[0] = z;
+				if (z > hi[0]) hi[0] = z;
+				if (y < lo[1]) lo[1] = y;
+				if (y > hi[1]) hi[1] = y;
+				if (x < lo[2]) lo[2] = x;
+				if (x > hi[2]) hi[2] = x;
+			}
+	for (int a = 0; a < 3; a++) {
+		if (hi[a] < 0) {   /* empty: the full extent (nnU-Net's behaviour) */
+			bbox[a][0] = 0;
+			bbox[a][1] = shape[a];
+		} else {
+			bbox[a][0] = lo[a];
+			bbox[a][1] = hi[a] + 1;
+		}
+	}
+}
+
+int nnp_crop_box(const struct nnp_vol *src, const int64_t bbox[3][2], struct nnp_vol *dst)
+{
+	const struct nnp_frame *f = &src->f;
+	size_t es = nnp_dtype_size(f->dtype);
+	int64_t nz = bbox[0][1] - bbox[0][0], ny = bbox[1][1] - bbox[1][0], nx = bbox[2][1] - bbox[2][0];
+	int rc;
+	nnp_vol_init(dst);
+	if ((rc = nnp_frame_copy(&dst->f, f)))
+		return rc;
+	dst->f.shape[1] = nz;
+	dst->f.shape[2] = ny;
+	dst->f.shape[3] = nx;
+	dst->f.chunk_slices = 0;
+	/* world position of the new first voxel: affine * (x0, y0, z0, 1) */
+	for (int r = 0; r < 3; r++)
+		dst->f.affine[r][3] = f->affine[r][0] * (double)bbox[2][0] + f->affine[r][1] * (double)bbox[1][0] +
+				      f->affine[r][2] * (double)bbox[0][0] + f->affine[r][3];
+	if ((rc = nnp_vol_alloc(dst)))
+		return rc;
+	for (int64_t c = 0; c < f->shape[0]; c++)
+		for (int64_t z = 0; z < nz; z++)
+			for (int64_t y = 0; y < ny; y++) {
+				const char *s = (const char *)src->data +
+					(size_t)((((c * f->shape[1] + z + bbox[0][0]) * f->shape[2] + y + bbox[1][0]) *
+						  f->shape[3] + bbox[2][0])) * es;
+				char *d = (char *)dst->data + (size_t)(((c * nz + z) * ny + y) * nx) * es;
+				memcpy(d, s, (size_t)nx * es);
+			}
+	return NNP_OK;
+}
+
+/* seg value of voxel i as int64 (any integer or float dtype). */
+static int64_t seg_at(const struct nnp_vol *seg, uint64_t i)
+{
+	double v;
+	nnp_to_f64(seg->f.dtype, (const char *)seg->data + i * nnp_dtype_size(seg->f.dtype), &v, 1);
+	return (int64_t)v;
+}
+
+static int make_seg_out(const struct nnp_vol *seg, const uint8_t *mask, const int64_t *shape,
+			const int64_t bbox[3][2], struct nnp_vol *out, const struct nnp_frame *imgf)
+{
+	int64_t nz = bbox[0][1] - bbox[0][0], ny = bbox[1][1] - bbox[1][0], nx = bbox[2][1] - bbox[2][0];
+	int64_t maxlab = 0;
+	int rc;
+	nnp_vol_init(out);
+	if ((rc = nnp_frame_copy(&out->f, seg ? &seg->f : imgf)))
+		return rc;
+	free(out->f.scale);
+	out->f.scale = NULL;
+	snprintf(out->f.role, sizeof out->f.role, "label");
+	if (seg)
+		for (uint64_t i = 0; i < nnp_frame_nvox(&seg->f); i++) {
+			int64_t v = seg_at(seg, i);
+			if (v > maxlab)
+				maxlab = v;
+		}
+	out->f.dtype = maxlab > 127 ? NNP_I16 : NNP_I8;  /* nnU-Net: int8, int16 above 127 labels */
+	out->f.shape[0] = 1;
+	out->f.shape[1] = nz;
+	out->f.shape[2] = ny;
+	out->f.shape[3] = nx;
+	out->f.chunk_slices = 0;
+	if ((rc = nnp_vol_alloc(out)))
+		return rc;
+	for (int64_t z = 0; z < nz; z++)
+		for (int64_t y = 0; y < ny; y++)
+			for (int64_t x = 0; x < nx; x++) {
+				uint64_t si = ((uint64_t)(z + bbox[0][0]) * (uint64_t)shape[1] + (uint64_t)(y + bbox[1][0])) *
+						      (uint64_t)shape[2] + (uint64_t)(x + bbox[2][0]);
+				uint64_t di = ((uint64_t)z * (uint64_t)ny + (uint64_t)y) * (uint64_t)nx + (uint64_t)x;
+				int64_t v = seg ? seg_at(seg, si) : 0;
+				if (v == 0 && !mask[si])
+					v = -1;
+				if (out->f.dtype == NNP_I8)
+					((int8_t *)out->data)[di] = (int8_t)v;
+				else
+					((int16_t *)out->data)[di] = (int16_t)v;
+			}
+	return NNP_OK;
+}
+
+int nnp_crop_to_nonzero(const struct nnp_vol *img, const struct nnp_vol *seg, struct nnp_vol *img_out,
+			struct nnp_vol *seg_out, int64_t bbox[3][2])
+{
+	const int64_t *shape = img->f.shape + 1;
+	uint8_t *mask = malloc((size_t)nnp_frame_nvox(&img->f));
+	int rc;
+	if (!mask)
+		return nnp_err(NNP_ENOMEM, "out of memory for the nonzero mask");
+	if (seg && (seg->f.shape[1] != shape[0] || seg->f.shape[2] != shape[1] || seg->f.shape[3] != shape[2])) {
+		free(mask);
+		return nnp_err(NNP_EDATA, "case '%s': label shape differs from the image",
+			       img->f.case_id ? img->f.case_id : "");
+	}
+	nnp_nonzero_mask(img, mask);
+	rc = nnp_fill_holes(mask, shape);
+	if (!rc) {
+		nnp_mask_bbox(mask, shape, bbox);
+		rc = nnp_crop_box(img, bbox, img_out);
+	}
+	if (!rc && seg_out)
+		rc = make_seg_out(seg, mask, shape, bbox, seg_out, &img->f);
+	free(mask);
+	return rc;
+}
