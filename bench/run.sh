@@ -50,6 +50,26 @@ r_write_buf=$(rss "cat '$OUT/ct512.nnp' | NNP_ZERO_COPY=0 '$BIN/nnp-write' -f -o
 r_info=$(rss "'$BIN/nnp-info' '$OUT/ct512.nnp'")
 chunk_mib=$("$BIN/nnp-info" --json -H "$OUT/ct512.nnp" | /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.2f" % (d["nbytes"]/d["nchunks"]/1048576))' 2>/dev/null || echo 8)
 
+# ---- fingerprint (nnU-Net anchor: ../shared/nnunet-timings.md) ----
+EX=$OUT/Dataset990_ExampleSpheres
+[ -f "$EX/dataset.json" ] || "$TOOLS/nnp-make-example" -o "$EX" --cases 8 --force >/dev/null
+fp_time() { # DATASET -> "seconds peakMB"
+	/usr/bin/time -f "%e %M" -o "$OUT/fp.time" "$BIN/nnp-fingerprint" -q -f -o "$OUT/fp.json" "$1" >/dev/null
+	awk '{printf "%s %.0f\n", $1, $2/1024}' "$OUT/fp.time"
+}
+read -r fp_ex_s fp_ex_mb < <(fp_time "$EX")
+fp_rows="| example dataset (8 cases, 2 channels, generated) | 8 | $fp_ex_s | $(echo "scale=2; $fp_ex_s / 8" | bc -l) | $fp_ex_mb | — | — |"
+SHARED=${NNP_SHARED:-$ROOT/../shared}
+declare -A NNU_T=([Dataset901_Spheres]=7.34 [Dataset903_MultiChannel]=14.05)
+declare -A NNU_M=([Dataset901_Spheres]=1541 [Dataset903_MultiChannel]=2625)
+for ds in Dataset901_Spheres Dataset903_MultiChannel; do
+	[ -d "$SHARED/fixtures/raw/$ds" ] || continue
+	n=$(ls "$SHARED/fixtures/raw/$ds/labelsTr" | wc -l)
+	read -r s mb < <(fp_time "$SHARED/fixtures/raw/$ds")
+	fp_rows="$fp_rows
+| $ds (nnU-Net fixture) | $n | $s | $(echo "scale=2; $s / $n" | bc -l) | $mb | ${NNU_T[$ds]} s / ${NNU_M[$ds]} MB | $(echo "scale=1; ${NNU_T[$ds]} / $s" | bc -l)x faster, $(echo "scale=0; ${NNU_M[$ds]} / $mb" | bc -l)x less memory |"
+done
+
 mbs() { echo "scale=0; $MB / $1" | bc -l; }
 pct() { echo "scale=0; 100 * $1 / $2" | bc -l; }
 mib() { echo "scale=1; $1 / 1024" | bc -l; }
@@ -86,6 +106,14 @@ Chunk size of this stream: $chunk_mib MiB (default target 8 MiB).
 | \`nnp write -o g.nii < f.nnp\` (zero-copy) | $(mib "$r_write") | $(echo "scale=2; $r_write / 1024 / $chunk_mib" | bc -l) |
 | \`cat f.nnp \\| nnp write -o g.nii\` (\`NNP_ZERO_COPY=0\`) | $(mib "$r_write_buf") | $(echo "scale=2; $r_write_buf / 1024 / $chunk_mib" | bc -l) |
 | \`nnp info f.nnp\` | $(mib "$r_info") | $(echo "scale=2; $r_info / 1024 / $chunk_mib" | bc -l) |
+
+## Fingerprint (\`nnp fingerprint\`, default 1e8 samples per channel, all cores)
+
+| dataset | cases | wall [s] | per case [s] | peak RSS [MB] | nnU-Net 2.8.1 (nnunet-timings.md, same machine type) | ratio |
+|---|---:|---:|---:|---:|---|---|
+$fp_rows
+
+The output is byte-identical to nnU-Net's dataset_fingerprint.json on both fixture datasets.
 
 A pass-through filter holds one chunk plus a ~2-3 MiB process baseline, so it stays
 under two chunks whatever the volume size (the volume here is $(printf '%.0f' "$MB") MiB).
