@@ -181,53 +181,34 @@ uint16_t nnp_float_to_half(float f)
 			dst[i] = (OUT)s[i];                    \
 	} while (0)
 
-void nnp_to_f64(enum nnp_dtype t, const void *src, double *dst, size_t n)
-{
-	switch (t) {
-	case NNP_U8: CONVERT_LOOP(uint8_t, double); break;
-	case NNP_I8: CONVERT_LOOP(int8_t, double); break;
-	case NNP_I16: CONVERT_LOOP(int16_t, double); break;
-	case NNP_U16: CONVERT_LOOP(uint16_t, double); break;
-	case NNP_I32: CONVERT_LOOP(int32_t, double); break;
-	case NNP_U32: CONVERT_LOOP(uint32_t, double); break;
-	case NNP_I64: CONVERT_LOOP(int64_t, double); break;
-	case NNP_U64: CONVERT_LOOP(uint64_t, double); break;
-	case NNP_F32: CONVERT_LOOP(float, double); break;
-	case NNP_F64: CONVERT_LOOP(double, double); break;
-	case NNP_F16: {
-		const uint16_t *s = src;
-		for (size_t i = 0; i < n; i++)
-			dst[i] = nnp_half_to_float(s[i]);
-		break;
+/* nnp_to_f64 and nnp_to_f32: one body, two output types. */
+#define DEFINE_TO(NAME, OUT)                                                   \
+	void NAME(enum nnp_dtype t, const void *src, OUT *dst, size_t n)       \
+	{                                                                      \
+		switch (t) {                                                   \
+		case NNP_U8: CONVERT_LOOP(uint8_t, OUT); break;                \
+		case NNP_I8: CONVERT_LOOP(int8_t, OUT); break;                 \
+		case NNP_I16: CONVERT_LOOP(int16_t, OUT); break;               \
+		case NNP_U16: CONVERT_LOOP(uint16_t, OUT); break;              \
+		case NNP_I32: CONVERT_LOOP(int32_t, OUT); break;               \
+		case NNP_U32: CONVERT_LOOP(uint32_t, OUT); break;              \
+		case NNP_I64: CONVERT_LOOP(int64_t, OUT); break;               \
+		case NNP_U64: CONVERT_LOOP(uint64_t, OUT); break;              \
+		case NNP_F32: CONVERT_LOOP(float, OUT); break;                 \
+		case NNP_F64: CONVERT_LOOP(double, OUT); break;                \
+		case NNP_F16: {                                                \
+			const uint16_t *s = src;                               \
+			for (size_t i = 0; i < n; i++)                         \
+				dst[i] = (OUT)nnp_half_to_float(s[i]);         \
+			break;                                                 \
+		}                                                              \
+		default:                                                       \
+			memset(dst, 0, n * sizeof *dst);                       \
+		}                                                              \
 	}
-	default:
-		memset(dst, 0, n * sizeof *dst);
-	}
-}
 
-void nnp_to_f32(enum nnp_dtype t, const void *src, float *dst, size_t n)
-{
-	switch (t) {
-	case NNP_U8: CONVERT_LOOP(uint8_t, float); break;
-	case NNP_I8: CONVERT_LOOP(int8_t, float); break;
-	case NNP_I16: CONVERT_LOOP(int16_t, float); break;
-	case NNP_U16: CONVERT_LOOP(uint16_t, float); break;
-	case NNP_I32: CONVERT_LOOP(int32_t, float); break;
-	case NNP_U32: CONVERT_LOOP(uint32_t, float); break;
-	case NNP_I64: CONVERT_LOOP(int64_t, float); break;
-	case NNP_U64: CONVERT_LOOP(uint64_t, float); break;
-	case NNP_F32: CONVERT_LOOP(float, float); break;
-	case NNP_F64: CONVERT_LOOP(double, float); break;
-	case NNP_F16: {
-		const uint16_t *s = src;
-		for (size_t i = 0; i < n; i++)
-			dst[i] = nnp_half_to_float(s[i]);
-		break;
-	}
-	default:
-		memset(dst, 0, n * sizeof *dst);
-	}
-}
+DEFINE_TO(nnp_to_f64, double)
+DEFINE_TO(nnp_to_f32, float)
 
 #define STORE_LOOP(T)                                           \
 	do {                                                    \
