@@ -143,6 +143,15 @@ void nnp_mask_bbox(const uint8_t *mask, const int64_t shape[3], int64_t bbox[3][
 	}
 }
 
+/* Move the affine origin to the box corner (sign 1) or back (sign -1):
+ * origin += sign * affine[:3,:3] * (x0, y0, z0). */
+static void shift_origin(struct nnp_frame *f, const int64_t bbox[3][2], int sign)
+{
+	for (int r = 0; r < 3; r++)
+		f->affine[r][3] += sign * (f->affine[r][0] * (double)bbox[2][0] + f->affine[r][1] * (double)bbox[1][0] +
+					   f->affine[r][2] * (double)bbox[0][0]);
+}
+
 int nnp_crop_box(const struct nnp_vol *src, const int64_t bbox[3][2], struct nnp_vol *dst)
 {
 	const struct nnp_frame *f = &src->f;
@@ -156,10 +165,7 @@ int nnp_crop_box(const struct nnp_vol *src, const int64_t bbox[3][2], struct nnp
 	dst->f.shape[2] = ny;
 	dst->f.shape[3] = nx;
 	dst->f.chunk_slices = 0;
-	/* world position of the new first voxel: affine * (x0, y0, z0, 1) */
-	for (int r = 0; r < 3; r++)
-		dst->f.affine[r][3] = f->affine[r][0] * (double)bbox[2][0] + f->affine[r][1] * (double)bbox[1][0] +
-				      f->affine[r][2] * (double)bbox[0][0] + f->affine[r][3];
+	shift_origin(&dst->f, bbox, 1);
 	if ((rc = nnp_vol_alloc(dst)))
 		return rc;
 	for (int64_t c = 0; c < f->shape[0]; c++)
@@ -193,7 +199,9 @@ static int make_seg_out(const struct nnp_vol *seg, const uint8_t *mask, const in
 		return rc;
 	free(out->f.scale);
 	out->f.scale = NULL;
-	snprintf(out->f.role, sizeof out->f.role, "label");
+	snprintf(out->f.role, sizeof out->f.role, "%s", seg ? "label" : "mask");
+	if (out->f.props)
+		json_object_del(out->f.props, "channel_dtypes");
 	if (seg)
 		for (uint64_t i = 0; i < nnp_frame_nvox(&seg->f); i++) {
 			int64_t v = seg_at(seg, i);
@@ -206,6 +214,9 @@ static int make_seg_out(const struct nnp_vol *seg, const uint8_t *mask, const in
 	out->f.shape[2] = ny;
 	out->f.shape[3] = nx;
 	out->f.chunk_slices = 0;
+	memcpy(out->f.affine, imgf->affine, sizeof out->f.affine);
+	out->f.has_affine = imgf->has_affine;
+	shift_origin(&out->f, bbox, 1);
 	if ((rc = nnp_vol_alloc(out)))
 		return rc;
 	for (int64_t z = 0; z < nz; z++)
@@ -248,4 +259,90 @@ int nnp_crop_to_nonzero(const struct nnp_vol *img, const struct nnp_vol *seg, st
 		rc = make_seg_out(seg, mask, shape, bbox, seg_out, &img->f);
 	free(mask);
 	return rc;
+}
+
+static json_t *ivec3(const int64_t v[3])
+{
+	return json_pack("[I,I,I]", (json_int_t)v[0], (json_int_t)v[1], (json_int_t)v[2]);
+}
+
+int nnp_crop_set_props(struct nnp_frame *f, const int64_t before[3], const int64_t bbox[3][2])
+{
+	json_t *p = nnp_frame_props(f), *b = json_array();
+	int64_t after[3];
+	if (!p || !b)
+		return nnp_err(NNP_ENOMEM, "out of memory");
+	for (int a = 0; a < 3; a++) {
+		json_array_append_new(b, json_pack("[I,I]", (json_int_t)bbox[a][0], (json_int_t)bbox[a][1]));
+		after[a] = bbox[a][1] - bbox[a][0];
+	}
+	json_object_set_new(p, "shape_before_cropping", ivec3(before));
+	json_object_set_new(p, "bbox_used_for_cropping", b);
+	json_object_set_new(p, "shape_after_cropping_and_before_resampling", ivec3(after));
+	return NNP_OK;
+}
+
+int nnp_crop_get_props(const struct nnp_frame *f, int64_t before[3], int64_t bbox[3][2])
+{
+	json_t *s = f->props ? json_object_get(f->props, "shape_before_cropping") : NULL;
+	json_t *b = f->props ? json_object_get(f->props, "bbox_used_for_cropping") : NULL;
+	const char *id = f->case_id ? f->case_id : "";
+	if (json_array_size(s) != 3 || json_array_size(b) != 3)
+		return nnp_err(NNP_EDATA, "case '%s': frame has no crop record (props.shape_before_cropping, "
+			       "props.bbox_used_for_cropping): was it made by nnp crop?", id);
+	for (int a = 0; a < 3; a++) {
+		json_t *r = json_array_get(b, (size_t)a);
+		before[a] = json_integer_value(json_array_get(s, (size_t)a));
+		bbox[a][0] = json_integer_value(json_array_get(r, 0));
+		bbox[a][1] = json_integer_value(json_array_get(r, 1));
+		if (json_array_size(r) != 2 || before[a] < 1 || bbox[a][0] < 0 || bbox[a][1] > before[a] ||
+		    bbox[a][1] - bbox[a][0] != f->shape[a + 1])
+			return nnp_err(NNP_EDATA, "case '%s': crop record does not match the frame's shape (axis %d)",
+				       id, a);
+	}
+	return NNP_OK;
+}
+
+static void fill_value(void *p, enum nnp_dtype t, double v, uint64_t n)
+{
+	size_t es = nnp_dtype_size(t);
+	unsigned char one[8];
+	nnp_convert(t, one, NNP_F64, &v, 1);
+	for (uint64_t i = 0; i < n; i++)
+		memcpy((char *)p + i * es, one, es);
+}
+
+int nnp_uncrop(const struct nnp_vol *src, const int64_t before[3], const int64_t bbox[3][2], double fill,
+	       struct nnp_vol *dst)
+{
+	const struct nnp_frame *f = &src->f;
+	size_t es = nnp_dtype_size(f->dtype);
+	int64_t nz = f->shape[1], ny = f->shape[2], nx = f->shape[3];
+	int rc;
+	nnp_vol_init(dst);
+	if ((rc = nnp_frame_copy(&dst->f, f)))
+		return rc;
+	for (int a = 0; a < 3; a++)
+		dst->f.shape[a + 1] = before[a];
+	dst->f.chunk_slices = 0;
+	shift_origin(&dst->f, bbox, -1);
+	if (dst->f.props) {
+		json_object_del(dst->f.props, "shape_before_cropping");
+		json_object_del(dst->f.props, "bbox_used_for_cropping");
+		json_object_del(dst->f.props, "shape_after_cropping_and_before_resampling");
+	}
+	if ((rc = nnp_vol_alloc(dst)))
+		return rc;
+	if (fill != 0)
+		fill_value(dst->data, f->dtype, fill, nnp_frame_nbytes(&dst->f) / es);
+	for (int64_t c = 0; c < f->shape[0]; c++)
+		for (int64_t z = 0; z < nz; z++)
+			for (int64_t y = 0; y < ny; y++) {
+				char *d = (char *)dst->data +
+					  (size_t)((((c * before[0] + z + bbox[0][0]) * before[1] + y + bbox[1][0]) *
+						    before[2] + bbox[2][0])) * es;
+				const char *s = (const char *)src->data + (size_t)(((c * nz + z) * ny + y) * nx) * es;
+				memcpy(d, s, (size_t)nx * es);
+			}
+	return NNP_OK;
 }

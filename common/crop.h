@@ -29,4 +29,15 @@ int nnp_crop_box(const struct nnp_vol *src, const int64_t bbox[3][2], struct nnp
 int nnp_crop_to_nonzero(const struct nnp_vol *img, const struct nnp_vol *seg, struct nnp_vol *img_out,
 			struct nnp_vol *seg_out, int64_t bbox[3][2]);
 
+/* Record nnU-Net's crop bookkeeping in f->props: shape_before_cropping,
+ * bbox_used_for_cropping, shape_after_cropping_and_before_resampling. */
+int nnp_crop_set_props(struct nnp_frame *f, const int64_t before[3], const int64_t bbox[3][2]);
+/* Read them back (NNP_EDATA naming the case when absent or malformed). */
+int nnp_crop_get_props(const struct nnp_frame *f, int64_t before[3], int64_t bbox[3][2]);
+/* Inverse of the crop: place src into a volume of shape `before` at bbox,
+ * filling the rest with `fill`; the affine origin moves back.  The crop
+ * props are removed from the result. */
+int nnp_uncrop(const struct nnp_vol *src, const int64_t before[3], const int64_t bbox[3][2], double fill,
+	       struct nnp_vol *dst);
+
 #endif

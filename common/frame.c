@@ -1262,6 +1262,16 @@ int nnp_reader_skip(struct nnp_reader *r)
 	return NNP_OK;
 }
 
+int nnp_reader_payload(struct nnp_reader *r, struct nnp_vol *v)
+{
+	int rc = nnp_vol_alloc(v);
+	if (rc)
+		return rc;
+	while ((rc = nnp_reader_chunk_into(r, v)) == 1)
+		;
+	return rc;
+}
+
 int nnp_reader_volume(struct nnp_reader *r, struct nnp_vol *v)
 {
 	int rc;

@@ -112,6 +112,9 @@ int nnp_reader_chunk_into(struct nnp_reader *r, struct nnp_vol *v);
  * receives the payload size.  Same returns as nnp_reader_chunk. */
 int nnp_reader_chunk_fd(struct nnp_reader *r, int dst_fd, const char *dst_name, uint64_t *nbytes);
 int nnp_reader_swaps(const struct nnp_reader *r);
+/* Read the current frame's payload into v, whose frame v->f the caller has
+ * set (typically moved from nnp_reader_next's output); allocates v->data. */
+int nnp_reader_payload(struct nnp_reader *r, struct nnp_vol *v);
 /* Skip the remaining chunks of the current frame. */
 int nnp_reader_skip(struct nnp_reader *r);
 /* Next whole frame: header + all chunks.  1, 0 at end, <0 error. */
