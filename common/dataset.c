@@ -1042,3 +1042,16 @@ int nnp_dataset_case(const struct nnp_dataset *d, const char *split, const char 
 		return rc;
 	return rc ? NNP_OK : not_found(d, split, id);
 }
+
+/* ------------------------------------------------------------------ */
+/* paths of the "dataset" dict, for other modules                      */
+
+char *nnp_dataset_path(const char *dir, const char *path)
+{
+	char *e = expand_vars(path), *r;
+	if (!e || e[0] == '/')
+		return e;
+	r = xprintf("%s/%s", dir, e);
+	free(e);
+	return r;
+}

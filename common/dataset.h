@@ -61,5 +61,10 @@ int nnp_dataset_case(const struct nnp_dataset *d, const char *split, const char 
 		     struct nnp_case *c);
 void nnp_case_release(struct nnp_case *c);
 void nnp_cases_free(struct nnp_case *cases, size_t n);
+/* A path of dataset.json's "dataset" dict as nnU-Net resolves it:
+ * environment variables expanded (os.path.expandvars), a relative path
+ * taken from the dataset folder dir.  Returns a malloc'ed string the
+ * caller frees; NULL (with nnp_err set) on failure. */
+char *nnp_dataset_path(const char *dir, const char *path);
 
 #endif
