@@ -119,6 +119,26 @@ void nnp_atomic_abort(struct nnp_atomic *a)
 	a->tmp[0] = '\0';
 }
 
+int nnp_is_dir(const char *p)
+{
+	struct stat st;
+	return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int nnp_is_file(const char *p)
+{
+	struct stat st;
+	return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int nnp_path_join(char *out, size_t len, const char *dir, const char *name)
+{
+	int k = snprintf(out, len, "%s/%s", dir, name);
+	if (k < 0 || (size_t)k >= len)
+		return nnp_err(NNP_EUSAGE, "path too long: '%s/%s'", dir, name);
+	return NNP_OK;
+}
+
 int nnp_mkdirs(const char *dir)
 {
 	char buf[PATH_MAX];

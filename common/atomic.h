@@ -11,6 +11,7 @@
 #define NNP_ATOMIC_H
 
 #include <limits.h>
+#include <stddef.h>
 
 struct nnp_atomic {
 	int fd;
@@ -25,6 +26,12 @@ int nnp_atomic_commit(struct nnp_atomic *a);   /* closes fd if >= 0 */
 void nnp_atomic_abort(struct nnp_atomic *a);
 /* Remove all registered temp files (signal handlers, atexit). */
 void nnp_atomic_cleanup_all(void);
+
+/* File-system predicates (stat follows links). */
+int nnp_is_dir(const char *p);
+int nnp_is_file(const char *p);
+/* out = dir + "/" + name; NNP_EUSAGE when it does not fit. */
+int nnp_path_join(char *out, size_t len, const char *dir, const char *name);
 
 /* mkdir -p */
 int nnp_mkdirs(const char *dir);

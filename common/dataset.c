@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "dataset.h"
+#include "atomic.h"
 #include "err.h"
 
 #define CHANNELS_MAX 65536
@@ -63,18 +64,6 @@ static int jerr(const char *file, const char *jpath, const char *fmt, ...)
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
 	return nnp_err(NNP_EDATA, "'%s': %s: %s", file, jpath, msg);
-}
-
-static int is_dir(const char *p)
-{
-	struct stat st;
-	return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-static int is_file(const char *p)
-{
-	struct stat st;
-	return stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
 static int has_ctrl(const char *s)
@@ -171,7 +160,7 @@ static int find_prefixed(const char *root, const char *envvar, const char *prefi
 			rc = NNP_ENOMEM;
 			break;
 		}
-		dir = is_dir(full);
+		dir = nnp_is_dir(full);
 		free(full);
 		if (!dir)
 			continue;
@@ -235,7 +224,7 @@ static int resolve_name(const char *root, const char *envvar, const char *arg,
 	int rc;
 	if (!full)
 		return NNP_ENOMEM;
-	if (is_dir(full))
+	if (nnp_is_dir(full))
 		rc = copy_out(full, out, outlen);
 	else
 		rc = nnp_err(NNP_EDATA, "dataset '%s' not found: '%s' is not a folder (%s='%s')",
@@ -253,7 +242,7 @@ int nnp_dataset_resolve(const char *arg, const char *envvar, char *out, size_t o
 		envvar = "nnUNet_raw";
 	if (!arg || !*arg)
 		return nnp_err(NNP_EUSAGE, "empty dataset argument");
-	if (is_dir(arg))
+	if (nnp_is_dir(arg))
 		return copy_out(arg, out, outlen);
 	if (strchr(arg, '/'))
 		return nnp_err(NNP_EDATA, "dataset folder '%s': %s", arg,
@@ -581,7 +570,7 @@ int nnp_dataset_open(const char *dir, struct nnp_dataset **out)
 	*out = NULL;
 	if (!dir || !*dir)
 		return nnp_err(NNP_EUSAGE, "empty dataset folder name");
-	if (!is_dir(dir))
+	if (!nnp_is_dir(dir))
 		return nnp_err(NNP_EDATA, "dataset folder '%s': %s", dir,
 			       access(dir, F_OK) ? strerror(errno) : "not a folder");
 	if (!(d = calloc(1, sizeof *d)))
@@ -801,7 +790,7 @@ static int is_regular(const char *dir, const struct dirent *e, int *reg)
 	}
 	if (!(p = xprintf("%s/%s", dir, e->d_name)))
 		return NNP_ENOMEM;
-	*reg = is_file(p);
+	*reg = nnp_is_file(p);
 	free(p);
 	return NNP_OK;
 }
@@ -903,7 +892,7 @@ static int folder_case(const struct nnp_dataset *d, const char *imgdir, const ch
 	}
 	if (!(lab = xprintf("%s/%s%s", labdir, c->id, d->file_ending)))
 		return NNP_ENOMEM;
-	if (is_file(lab))
+	if (nnp_is_file(lab))
 		c->label = lab;
 	else
 		free(lab);
@@ -940,7 +929,7 @@ static int folder_cases(const struct nnp_dataset *d, const char *split, struct c
 
 	if (!imgdir || !labdir)
 		rc = NNP_ENOMEM;
-	else if (!is_dir(imgdir))
+	else if (!nnp_is_dir(imgdir))
 		rc = nnp_err(NNP_EDATA, "dataset '%s' has no images folder '%s'%s", d->name,
 			     imgdir, strcmp(split, "Tr") ? "" : " (nor a \"dataset\" list in "
 			     "dataset.json)");
@@ -1020,7 +1009,7 @@ static int not_found(const struct nnp_dataset *d, const char *split, const char 
 static int has_split(const struct nnp_dataset *d, const char *split)
 {
 	char *p = xprintf("%s/images%s", d->dir, split);
-	int r = p && is_dir(p);
+	int r = p && nnp_is_dir(p);
 	free(p);
 	return r;
 }

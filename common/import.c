@@ -48,18 +48,6 @@ static char *xprintf(const char *fmt, ...)
 	return s;
 }
 
-static int is_dir(const char *p)
-{
-	struct stat st;
-	return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-static int is_file(const char *p)
-{
-	struct stat st;
-	return stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
-
 static int has_ctrl(const char *s)
 {
 	for (; *s; s++)
@@ -351,7 +339,7 @@ static int is_pair_image(const char *dir, const char *name)
 		return 0;
 	if (!(hdr = xprintf("%s/%.*s.hdr", dir, (int)(n - 4), name)))
 		return 0;
-	r = is_file(hdr);
+	r = nnp_is_file(hdr);
 	free(hdr);
 	return r;
 }
@@ -420,8 +408,8 @@ static int list_folder(struct imp *m, const char *dir, int skip_underscore, stru
 			rc = NNP_ENOMEM;
 			break;
 		}
-		reg = is_file(p);
-		if (!reg && !is_dir(p))
+		reg = nnp_is_file(p);
+		if (!reg && !nnp_is_dir(p))
 			warnf(m, "ignoring '%s': not a regular file", p);
 		free(p);
 		if (!reg)
@@ -1363,7 +1351,7 @@ static int setup_msd(struct imp *m, char *name, size_t len, int *id)
 	char *file;
 	int rc, tid = -1;
 
-	if (!is_dir(m->o->msd))
+	if (!nnp_is_dir(m->o->msd))
 		return nnp_err(NNP_EDATA, "MSD task folder '%s': %s", m->o->msd,
 			       access(m->o->msd, F_OK) ? strerror(errno) : "not a folder");
 	if (!task_name(m->o->msd, &tid, name, len) && (m->o->id < 0 || !m->o->name))
@@ -1390,7 +1378,7 @@ static int setup_msd(struct imp *m, char *name, size_t len, int *id)
 		return NNP_ENOMEM;
 	m->images = m->msd_paths[0];
 	m->labelsdir = m->msd_paths[1];
-	m->test = is_dir(m->msd_paths[2]) ? m->msd_paths[2] : NULL;
+	m->test = nnp_is_dir(m->msd_paths[2]) ? m->msd_paths[2] : NULL;
 	return NNP_OK;
 }
 

@@ -23,26 +23,6 @@ static int oom(void)
 	return nnp_err(NNP_ENOMEM, "out of memory");
 }
 
-static int is_dir(const char *p)
-{
-	struct stat st;
-	return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-static int is_file(const char *p)
-{
-	struct stat st;
-	return stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-static int path_join(char *out, size_t len, const char *dir, const char *name)
-{
-	int k = snprintf(out, len, "%s/%s", dir, name);
-	if (k < 0 || (size_t)k >= len)
-		return nnp_err(NNP_EUSAGE, "path too long: '%s/%s'", dir, name);
-	return NNP_OK;
-}
-
 static void set_str(char *dst, size_t len, const char *src)
 {
 	if (dst && len)
@@ -506,7 +486,7 @@ static int data_subfolders(const char *dir, struct strv *s)
 			rc = nnp_err(NNP_EDATA, "'%s': too many subfolders", dir);
 			break;
 		}
-		if (!(rc = path_join(p, sizeof p, dir, e->d_name)) && is_dir(p))
+		if (!(rc = nnp_path_join(p, sizeof p, dir, e->d_name)) && nnp_is_dir(p))
 			rc = strv_add(s, e->d_name, strlen(e->d_name), dir);
 	}
 	closedir(dp);
@@ -528,9 +508,9 @@ static int one_data_folder(const char *dir, const char *data, char ***ids, size_
 	char p[PATH_MAX];
 	int rc;
 
-	if ((rc = path_join(p, sizeof p, dir, data)))
+	if ((rc = nnp_path_join(p, sizeof p, dir, data)))
 		return rc;
-	if (!is_dir(p))
+	if (!nnp_is_dir(p))
 		return nnp_err(NNP_EDATA, "data folder '%s': %s", p,
 			       access(p, F_OK) ? strerror(errno) : "not a folder");
 	if ((rc = folder_ids(p, &s)))
@@ -566,7 +546,7 @@ int nnp_preprocessed_ids(const char *dir, const char *data, char ***ids, size_t 
 	for (size_t i = 0; i < subs.n && !rc; i++) {
 		struct strv s = { 0 };
 		const char *d;
-		if ((rc = path_join(p, sizeof p, dir, subs.v[i])) || (rc = folder_ids(p, &s))) {
+		if ((rc = nnp_path_join(p, sizeof p, dir, subs.v[i])) || (rc = folder_ids(p, &s))) {
 			strv_release(&s);
 			break;
 		}
@@ -664,9 +644,9 @@ static int find_raw(const struct nnp_split_opts *o, char *raw, size_t len)
 	if (!root || !*root)
 		return nnp_err(NNP_EUSAGE, "nnUNet_raw is not set: set it (export nnUNet_raw="
 			       "/path/to/nnUNet_raw) or give the raw dataset with --raw");
-	if ((rc = path_join(raw, len, root, name)))
+	if ((rc = nnp_path_join(raw, len, root, name)))
 		return rc;
-	if (!is_dir(raw))
+	if (!nnp_is_dir(raw))
 		return nnp_err(NNP_EDATA, "raw dataset '%s' not found: '%s' is not a folder "
 			       "(nnUNet_raw='%s')", name, raw, root);
 	return 1;
@@ -704,9 +684,9 @@ static int raw_splits_file(const struct nnp_split_opts *o, char *path, size_t le
 	}
 	if (rc < 0)
 		return rc;
-	if ((rc = path_join(path, len, raw, NNP_SPLIT_FILE)))
+	if ((rc = nnp_path_join(path, len, raw, NNP_SPLIT_FILE)))
 		return rc;
-	if (!is_file(path))
+	if (!nnp_is_file(path))
 		path[0] = '\0';
 	return NNP_OK;
 }
@@ -848,12 +828,12 @@ int nnp_split_make(const struct nnp_split_opts *o, struct nnp_split_result *r)
 	memset(r, 0, sizeof *r);
 	if (!o->dir || !*o->dir)
 		return nnp_err(NNP_EUSAGE, "empty preprocessed dataset folder name");
-	if (!is_dir(o->dir))
+	if (!nnp_is_dir(o->dir))
 		return nnp_err(NNP_EDATA, "preprocessed dataset folder '%s': %s", o->dir,
 			       access(o->dir, F_OK) ? strerror(errno) : "not a folder");
 	if (o->out)
 		set_str(r->out, sizeof r->out, o->out);
-	else if ((rc = path_join(r->out, sizeof r->out, o->dir, NNP_SPLIT_FILE)))
+	else if ((rc = nnp_path_join(r->out, sizeof r->out, o->dir, NNP_SPLIT_FILE)))
 		return rc;
 	if ((rc = raw_splits_file(o, rawsplits, sizeof rawsplits)))
 		return rc;

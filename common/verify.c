@@ -28,6 +28,7 @@
 #include <omp.h>
 #endif
 #include "dataset.h"
+#include "atomic.h"
 #include "err.h"
 #include "frame.h"
 #include "json.h"
@@ -174,18 +175,6 @@ static char *pjoin(const char *a, const char *b)
 	if (asprintf(&s, "%s/%s", a, b) < 0)
 		return NULL;
 	return s;
-}
-
-static int is_dir(const char *p)
-{
-	struct stat st;
-	return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-static int is_file(const char *p)
-{
-	struct stat st;
-	return stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
 static int ends_with(const char *s, const char *suf)
@@ -971,7 +960,7 @@ static int list_names(const char *dir, char ***out, size_t *nout)
 				rc = oom();
 				break;
 			}
-			reg = is_file(p);
+			reg = nnp_is_file(p);
 			free(p);
 		}
 		if (!reg)
@@ -1214,7 +1203,7 @@ static void misnamed_image(const struct ds *d, struct cases *cs, struct flist *l
 		l->oom = 1;
 		return;
 	}
-	labelled = is_file(lab);
+	labelled = nnp_is_file(lab);
 	free(lab);
 	if (k && k != 4 && (base || (!self && !labelled))) {
 		long num = k < 9 ? strtol(name + n - k, NULL, 10) : 99999;
@@ -1531,7 +1520,7 @@ static int folder_cases(struct ds *d, struct cases *cs, struct flist *top)
 		rc = oom();
 		goto out;
 	}
-	if (!is_dir(img)) {
+	if (!nnp_is_dir(img)) {
 		finding(top, NNP_SEV_ERROR, "images-folder", img, NULL,
 			sfmt(fix, sizeof fix, "put the training images in imagesTr/ as CASE_XXXX%s (or "
 			     "list them in a \"dataset\" dict in dataset.json)", d->ending),
@@ -1546,7 +1535,7 @@ static int folder_cases(struct ds *d, struct cases *cs, struct flist *top)
 		finding(top, NNP_SEV_ERROR, "images-folder", img, NULL,
 			sfmt(fix, sizeof fix, "add the training images as CASE_XXXX%s", d->ending),
 			"no image files CASE_XXXX%s", d->ending);
-	if (!is_dir(lab)) {
+	if (!nnp_is_dir(lab)) {
 		finding(top, NNP_SEV_ERROR, "labels-folder", lab, NULL,
 			sfmt(fix, sizeof fix, "put one label map per case in labelsTr/ as CASE%s", d->ending),
 			"missing: the training labels folder");
@@ -1577,7 +1566,7 @@ static int dict_images(struct ds *d, struct vcase *c, const json_t *im, const ch
 		int rc;
 		if (!p)
 			return NNP_ENOMEM;
-		if (!is_file(p)) {
+		if (!nnp_is_file(p)) {
 			finding(&c->f, NNP_SEV_ERROR, "missing-file", p, c->id,
 				"fix the path in dataset.json (relative paths start at the dataset "
 				"folder) or add the file",
@@ -1610,7 +1599,7 @@ static int dict_label(struct ds *d, struct vcase *c, const json_t *lb, const cha
 	}
 	if (!(p = nnp_dataset_path(d->dir, json_string_value(lb))))
 		return NNP_ENOMEM;
-	if (!is_file(p)) {
+	if (!nnp_is_file(p)) {
 		finding(&c->f, NNP_SEV_ERROR, "missing-label", p, c->id,
 			"fix the path in dataset.json (relative paths start at the dataset folder) or "
 			"add the file", "missing label file (dataset.json: dataset.%s.label)", key);
@@ -2431,7 +2420,7 @@ int nnp_verify_dataset(const char *dir, const struct nnp_verify_opts *o, struct 
 		o = &def;
 	if (!dir || !*dir)
 		return nnp_err(NNP_EUSAGE, "empty dataset folder name");
-	if (!is_dir(dir))
+	if (!nnp_is_dir(dir))
 		return nnp_err(NNP_EDATA, "dataset folder '%s': %s", dir,
 			       access(dir, F_OK) ? strerror(errno) : "not a folder");
 	if (!(r = report_new(dir)))

@@ -43,12 +43,6 @@ struct cmdline {
 	struct nnp_nifti_opts nopts;
 };
 
-static int is_dir(const char *p)
-{
-	struct stat st;
-	return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
 static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 {
 	enum { OPT_GZ = 256, OPT_NV };
@@ -81,7 +75,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 	cl->input = optind < argc ? argv[optind] : "-";
 	if (strcmp(cl->ext, ".nii") && strcmp(cl->ext, ".nii.gz"))
 		nnp_usage_error("--ext must be .nii or .nii.gz, not '%s'", cl->ext);
-	cl->dir_mode = cl->output[strlen(cl->output) - 1] == '/' || is_dir(cl->output);
+	cl->dir_mode = cl->output[strlen(cl->output) - 1] == '/' || nnp_is_dir(cl->output);
 	if (!cl->dir_mode && !nnp_nifti_name_ok(cl->output))
 		nnp_usage_error("output '%s' is neither a directory nor a .nii/.nii.gz file name", cl->output);
 }
