@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "caseio.h"
 #include "crop.h"
 #include "err.h"
 #include "frame.h"
@@ -26,94 +27,49 @@ static const struct nnp_proginfo info = {
 		"Example:\n  nnp read --dataset 901 --case sph_000 | nnp crop | nnp info\n",
 };
 
-struct state {
-	struct nnp_writer *w;
-	struct nnp_vol img;
-	int pending, no_mask;
-};
-
-static int emit(struct state *st, struct nnp_vol *v)
+static int emit(struct nnp_writer *w, struct nnp_vol *v)
 {
-	int rc = nnp_writer_volume(st->w, v);
+	int rc = nnp_writer_volume(w, v);
 	nnp_vol_release(v);
 	return rc;
 }
 
-/* Crop the pending image (with seg, or alone) and write the results. */
-static int flush(struct state *st, struct nnp_vol *seg)
+/* Crop one case (image with its label, or alone) and write the results. */
+static int crop_case(struct nnp_writer *w, struct nnp_vol *img, struct nnp_vol *seg, int no_mask)
 {
 	struct nnp_vol ci, cs;
 	int64_t bbox[3][2], before[3];
 	int rc;
-	if (!st->pending)
-		return NNP_OK;
-	st->pending = 0;
-	memcpy(before, st->img.f.shape + 1, sizeof before);
-	rc = nnp_crop_to_nonzero(&st->img, seg, &ci, &cs, bbox);
-	nnp_vol_release(&st->img);
+	memcpy(before, img->f.shape + 1, sizeof before);
+	rc = nnp_crop_to_nonzero(img, seg, &ci, &cs, bbox);
 	if (rc)
 		return rc;
 	rc = nnp_crop_set_props(&ci.f, before, bbox);
 	if (!rc)
 		rc = nnp_crop_set_props(&cs.f, before, bbox);
 	if (!rc)
-		rc = emit(st, &ci);
-	if (!rc && (seg || !st->no_mask))
-		rc = emit(st, &cs);
+		rc = emit(w, &ci);
+	if (!rc && (seg || !no_mask))
+		rc = emit(w, &cs);
 	nnp_vol_release(&ci);
 	nnp_vol_release(&cs);
-	return rc;
-}
-
-static int same_case(const struct nnp_frame *a, const struct nnp_frame *b)
-{
-	return (!a->case_id && !b->case_id) || (a->case_id && b->case_id && !strcmp(a->case_id, b->case_id));
-}
-
-static int on_frame(struct state *st, struct nnp_reader *r, struct nnp_frame *f)
-{
-	struct nnp_vol v;
-	int rc;
-	nnp_vol_init(&v);
-	v.f = *f;            /* take ownership of the header */
-	nnp_frame_init(f);
-	if ((rc = nnp_reader_payload(r, &v)))
-		goto out;
-	if (!strcmp(v.f.role, "label")) {
-		if (!st->pending || !same_case(&st->img.f, &v.f)) {
-			rc = nnp_err(NNP_EDATA, "'%s': label frame of case '%s' does not follow its image frame",
-				     nnp_reader_name(r), v.f.case_id ? v.f.case_id : "");
-			goto out;
-		}
-		rc = flush(st, &v);
-		goto out;
-	}
-	if ((rc = flush(st, NULL)))
-		goto out;
-	if (!strcmp(v.f.role, "image")) {
-		st->img = v;
-		st->pending = 1;
-		return NNP_OK;
-	}
-	rc = nnp_writer_volume(st->w, &v);   /* other roles pass through */
-out:
-	nnp_vol_release(&v);
 	return rc;
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = { { "no-mask", no_argument, NULL, 'm' }, { NULL, 0, NULL, 0 } };
-	struct state st = { 0 };
 	struct nnp_reader *r;
-	struct nnp_frame f;
+	struct nnp_case_reader *cr;
+	struct nnp_writer *w;
+	struct nnp_vol img, seg;
 	const char *in = "-";
-	int c, rc;
+	int c, rc, has_seg, no_mask = 0;
 
 	nnp_proginit(&argc, argv, &info);
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (c == 'm')
-			st.no_mask = 1;
+			no_mask = 1;
 		else
 			nnp_bad_option(argv);
 	}
@@ -124,16 +80,22 @@ int main(int argc, char **argv)
 	if (!strcmp(in, "-"))
 		nnp_refuse_tty_stdin();
 	nnp_refuse_tty_stdout();
-	nnp_vol_init(&st.img);
-	if (!(r = nnp_reader_open(in)) || !(st.w = nnp_writer_fd(STDOUT_FILENO, "<stdout>")))
+	if (!(r = nnp_reader_open(in)) || !(cr = nnp_case_reader_new(r)) ||
+	    !(w = nnp_writer_fd(STDOUT_FILENO, "<stdout>")))
 		nnp_die(NNP_EDATA);
-	while ((rc = nnp_reader_next(r, &f)) == 1 && !(rc = on_frame(&st, r, &f)))
-		;
-	if (rc == 0)
-		rc = flush(&st, NULL);
-	nnp_vol_release(&st.img);
+	while ((rc = nnp_case_next(cr, &img, &seg, &has_seg)) > 0) {
+		if (rc == NNP_ITEM_CASE)
+			rc = crop_case(w, &img, has_seg ? &seg : NULL, no_mask);
+		else
+			rc = nnp_writer_volume(w, &img);   /* other roles pass through */
+		nnp_vol_release(&img);
+		nnp_vol_release(&seg);
+		if (rc)
+			break;
+	}
+	nnp_case_reader_free(cr);
 	nnp_reader_free(r);
-	nnp_writer_free(st.w);
+	nnp_writer_free(w);
 	if (rc)
 		nnp_die(rc);
 	return nnp_close_stdout();
