@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "normalize.h"
+#include "plans.h"
 #include "err.h"
 #include "fingerprint.h"
 
@@ -199,45 +200,16 @@ fail:
 	return rc;
 }
 
-/* configuration[key], following inherits_from (nnU-Net's PlansManager:
- * the child's keys override its parent's; a cycle is an error). */
-static int config_get(const json_t *cfgs, const char *name, const char *key, const json_t **out)
-{
-	const char *visited[64];
-	int nv = 0;
-	*out = NULL;
-	for (;;) {
-		const json_t *cfg = json_object_get(cfgs, name), *parent;
-		if (!json_is_object(cfg))
-			return nnp_err(NNP_EDATA, "plans: no configuration '%s'", name);
-		if ((*out = json_object_get(cfg, key)))
-			return NNP_OK;
-		if (!(parent = json_object_get(cfg, "inherits_from")))
-			return NNP_OK;
-		if (!json_is_string(parent))
-			return nnp_err(NNP_EDATA, "plans: configuration '%s': inherits_from must be a string", name);
-		for (int i = 0; i < nv; i++)
-			if (!strcmp(visited[i], name))
-				return nnp_err(NNP_EDATA, "plans: circular inherits_from at configuration '%s'", name);
-		if (nv == (int)(sizeof visited / sizeof visited[0]))
-			return nnp_err(NNP_EDATA, "plans: inherits_from chain longer than 64 configurations");
-		visited[nv++] = name;
-		name = json_string_value(parent);
-	}
-}
-
 int nnp_norm_plan_from_plans(const json_t *plans, const char *configuration, struct nnp_norm_plan *out)
 {
-	const json_t *cfgs = json_object_get(plans, "configurations"), *sch, *um;
+	const json_t *sch, *um;
 	json_t *tmp;
 	int rc;
 
 	out->nch = 0;
 	out->ch = NULL;
-	if (!json_is_object(cfgs))
-		return nnp_err(NNP_EDATA, "plans: configurations: missing or not an object");
-	if ((rc = config_get(cfgs, configuration, "normalization_schemes", &sch)) ||
-	    (rc = config_get(cfgs, configuration, "use_mask_for_norm", &um)))
+	if ((rc = nnp_plans_config_get(plans, configuration, "normalization_schemes", &sch)) ||
+	    (rc = nnp_plans_config_get(plans, configuration, "use_mask_for_norm", &um)))
 		return rc;
 	if (!(tmp = json_object()))
 		return nnp_err(NNP_ENOMEM, "out of memory");

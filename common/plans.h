@@ -1,0 +1,22 @@
+/* plans.h — reading nnUNetPlans.json (written by nnp plan or nnU-Net).
+ * Ownership: returned json_t pointers are borrowed from the plans object. */
+#ifndef NNP_PLANS_H
+#define NNP_PLANS_H
+
+#include <jansson.h>
+
+/* configurations[name][key], following inherits_from like nnU-Net's
+ * PlansManager (the child's keys win; cycles are errors).  *out is NULL
+ * when no configuration in the chain has the key. */
+int nnp_plans_config_get(const json_t *plans, const char *name, const char *key, const json_t **out);
+/* A configuration's target spacing (z, y, x): 3 entries, or 2 for 2d
+ * configurations (then *n = 2). */
+int nnp_plans_spacing(const json_t *plans, const char *name, double sp[3], int *n);
+/* resampling_fn_{data,seg}_kwargs: order, order_z, force_separate_z
+ * (-1 = None/auto, 0, 1). */
+int nnp_plans_resampling(const json_t *plans, const char *name, int seg, int *order, int *order_z, int *force);
+/* NNP_EDATA unless transpose_forward is [0, 1, 2] (the only one the
+ * filters handle yet). */
+int nnp_plans_check_transpose(const json_t *plans);
+
+#endif

@@ -1,0 +1,117 @@
+/* nnp-normalize — nnU-Net's intensity normalisation per channel. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "caseio.h"
+#include "err.h"
+#include "frame.h"
+#include "json.h"
+#include "normalize.h"
+#include "plans.h"
+#include "prog.h"
+
+static const struct nnp_proginfo info = {
+	.name = "normalize",
+	.summary = "normalise image intensities per channel as nnU-Net does (CT, z-score, rescale, RGB, none)",
+	.usage = "  nnp normalize -p PLANS.json -c CONFIGURATION [STREAM]",
+	.options =
+		"  -p, --plans FILE          nnUNetPlans.json (schemes, use_mask_for_norm, CT statistics)\n"
+		"  -c, --configuration NAME  e.g. 3d_fullres, 2d\n"
+		"  -j, --threads N           threads (default: NNP_THREADS or all cores)\n",
+	.details =
+		"Expects image frames each followed by the label or mask frame of its case (as\n"
+		"'nnp crop' emits them): use_mask_for_norm normalises the z-score inside seg >= 0.\n"
+		"Output images are float32; label/mask frames and other frames pass through.\n"
+		"Arithmetic is numpy's float32 (bit-identical to nnU-Net on its fixtures).\n\n"
+		"Example:\n  nnp read -d 901 --case sph_000 | nnp crop | nnp normalize -p P.json -c 3d_fullres\n",
+};
+
+struct cmdline {
+	const char *plans, *config, *input;
+	int threads;
+};
+
+static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
+{
+	static const struct option opts[] = {
+		{ "plans", required_argument, NULL, 'p' },
+		{ "configuration", required_argument, NULL, 'c' },
+		{ "threads", required_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 }
+	};
+	int c;
+	memset(cl, 0, sizeof *cl);
+	while ((c = getopt_long(argc, argv, "p:c:j:", opts, NULL)) != -1) {
+		switch (c) {
+		case 'p': cl->plans = optarg; break;
+		case 'c': cl->config = optarg; break;
+		case 'j': cl->threads = nnp_threads_from_arg(optarg); break;
+		default: nnp_bad_option(argv);
+		}
+	}
+	if (!cl->plans || !cl->config)
+		nnp_usage_error("need -p PLANS.json and -c CONFIGURATION");
+	if (argc - optind > 1)
+		nnp_usage_error("at most one input stream");
+	cl->input = optind < argc ? argv[optind] : "-";
+}
+
+static int normalize_case(const struct nnp_norm_plan *plan, struct nnp_writer *w, struct nnp_vol *img,
+			  struct nnp_vol *seg, int has_seg)
+{
+	struct nnp_vol out;
+	int rc;
+	if (plan->nch != img->f.shape[0])
+		return nnp_err(NNP_EDATA, "case '%s': %lld channels, the plans normalise %lld",
+			       img->f.case_id ? img->f.case_id : "", (long long)img->f.shape[0], (long long)plan->nch);
+	rc = nnp_normalize(plan, img, has_seg ? seg : NULL, &out, NULL);
+	if (rc)
+		return rc;
+	rc = nnp_writer_volume(w, &out);
+	nnp_vol_release(&out);
+	if (!rc && has_seg)
+		rc = nnp_writer_volume(w, seg);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct cmdline cl;
+	struct nnp_norm_plan plan = { 0 };
+	struct nnp_reader *r;
+	struct nnp_case_reader *cr;
+	struct nnp_writer *w;
+	struct nnp_vol img, seg;
+	json_t *plans;
+	int rc, has_seg;
+
+	nnp_proginit(&argc, argv, &info);
+	parse_cmdline(argc, argv, &cl);
+	nnp_threads_init(cl.threads);
+	if (!strcmp(cl.input, "-"))
+		nnp_refuse_tty_stdin();
+	nnp_refuse_tty_stdout();
+	if ((rc = nnp_json_load(cl.plans, &plans)) || (rc = nnp_plans_check_transpose(plans)) ||
+	    (rc = nnp_norm_plan_from_plans(plans, cl.config, &plan)))
+		nnp_die(nnp_err_ctx(rc, "'%s'", cl.plans));
+	json_decref(plans);
+	if (!(r = nnp_reader_open(cl.input)) || !(cr = nnp_case_reader_new(r)) ||
+	    !(w = nnp_writer_fd(STDOUT_FILENO, "<stdout>")))
+		nnp_die(NNP_EDATA);
+	while ((rc = nnp_case_next(cr, &img, &seg, &has_seg)) > 0) {
+		rc = rc == NNP_ITEM_CASE ? normalize_case(&plan, w, &img, &seg, has_seg) : nnp_writer_volume(w, &img);
+		nnp_vol_release(&img);
+		nnp_vol_release(&seg);
+		if (rc)
+			break;
+	}
+	nnp_case_reader_free(cr);
+	nnp_reader_free(r);
+	nnp_writer_free(w);
+	nnp_norm_plan_release(&plan);
+	if (rc)
+		nnp_die(rc);
+	return nnp_close_stdout();
+}

@@ -1,0 +1,76 @@
+#!/bin/bash
+# t0710-preprocess.t — read | crop | normalize | resample reproduces nnU-Net's
+# preprocessed arrays bit for bit: the sha256 of the C-order data and seg arrays
+# equal those of nnU-Net 2.8.1's own output (tests/fixtures/preprocessed_expected.json),
+# on real fixture cases (901: CT, cropped in z, separate-z resampling; 903: 2-channel
+# MR, masked z-score), for 3d_fullres and 2d.
+. "$(dirname "$0")/lib.sh"
+t_require_progs nnp-read nnp-crop nnp-normalize nnp-resample
+
+# check DATASET CASE CONFIG: run the pipeline, compare with the expected record.
+check() {
+	local ds=$1 case=$2 cfg=$3
+	nnp-read --dataset "$T_FIXTURES/raw/$ds" --case "$case" |
+		nnp-crop |
+		nnp-normalize -p "$T_FIXTURES/$ds/nnUNetPlans.json" -c "$cfg" |
+		nnp-resample -p "$T_FIXTURES/$ds/nnUNetPlans.json" -c "$cfg" >"$case.$cfg.nnp" &&
+	"$PYTHON" - "$T_PYTOOLS" "$T_FIXTURES/preprocessed_expected.json" "$ds/$case/$cfg" "$case.$cfg.nnp" <<-'PY'
+	import hashlib, json, sys
+	sys.path.insert(0, sys.argv[1])
+	import numpy as np, nnpframe
+	exp = json.load(open(sys.argv[2]))[sys.argv[3]]
+	img, seg = [f for f in nnpframe.frames(open(sys.argv[4], "rb").read())]
+	a, s = nnpframe.assemble(img), nnpframe.assemble(seg)
+	p = img.header["props"]
+	for k in ("shape_before_cropping", "bbox_used_for_cropping", "shape_after_cropping_and_before_resampling"):
+	    assert p[k] == exp[k], (k, p[k], exp[k])
+	assert list(a.shape) == exp["data_shape"] and a.dtype == np.float32, (a.shape, a.dtype)
+	assert list(s.shape) == exp["seg_shape"] and str(s.dtype) == exp["seg_dtype"], (s.shape, s.dtype)
+	ha = hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+	hs = hashlib.sha256(np.ascontiguousarray(s).tobytes()).hexdigest()
+	assert ha == exp["data_sha256_c_order"], "data differs from nnU-Net's"
+	assert hs == exp["seg_sha256_c_order"], "seg differs from nnU-Net's"
+	PY
+}
+
+for cfg in 3d_fullres 2d; do
+	test_expect_success "901 sph_007 $cfg: identical to nnU-Net (CT norm, z crop, separate z)" "
+		check Dataset901_Spheres sph_007 $cfg
+	"
+	test_expect_success "903 mc_008 $cfg: identical to nnU-Net (2 channels, masked z-score)" "
+		check Dataset903_MultiChannel mc_008 $cfg
+	"
+done
+test_expect_success 'resample --to-original returns to the cropped grid' '
+	nnp-resample --to-original <sph_007.3d_fullres.nnp | nnp-info --json -H >orig.json &&
+	"$PYTHON" -c "
+import json
+a, s = [json.loads(l) for l in open(\"orig.json\")]
+assert a[\"shape\"][1:] == a[\"props\"][\"shape_after_cropping_and_before_resampling\"] == s[\"shape\"][1:], a
+assert \"spacing_before_resampling\" not in a[\"props\"]
+"
+'
+test_expect_success 'explicit --spacing and --shape, and the image/label shapes agree' '
+	nnp-read --dataset "$T_FIXTURES/raw/Dataset901_Spheres" --case sph_004 | nnp-crop |
+		nnp-resample --spacing 3,1,1 | nnp-info --json -H >sp.json &&
+	"$PYTHON" -c "
+import json
+a, s = [json.loads(l) for l in open(\"sp.json\")]
+assert a[\"spacing\"] == [3.0, 1.0, 1.0] and a[\"shape\"][1:] == s[\"shape\"][1:], (a, s)
+assert a[\"dtype\"] == \"float32\" and s[\"dtype\"] == \"int8\"
+" &&
+	nnp-read --dataset "$T_FIXTURES/raw/Dataset901_Spheres" --case sph_004 |
+		nnp-resample --shape 10,20,30 | nnp-info --json -H | grep -q "\"shape\":\[1,10,20,30\]"
+'
+test_expect_success 'errors: unknown configuration, wrong channel count, missing options' '
+	nnp-read --dataset "$T_FIXTURES/raw/Dataset901_Spheres" --case sph_004 >s4.nnp &&
+	t_code 1 nnp-normalize -p "$T_FIXTURES/Dataset901_Spheres/nnUNetPlans.json" -c 3d_nope s4.nnp &&
+	grep -q "no configuration .3d_nope." stderr &&
+	nnp-read --dataset "$T_FIXTURES/raw/Dataset903_MultiChannel" --case mc_008 | nnp-crop >m8.nnp &&
+	t_code 1 nnp-normalize -p "$T_FIXTURES/Dataset901_Spheres/nnUNetPlans.json" -c 3d_fullres m8.nnp &&
+	grep -q "2 channels, the plans normalise 1" stderr &&
+	t_code 2 nnp-resample s4.nnp &&
+	t_code 2 nnp-normalize -p x.json s4.nnp &&
+	t_code 1 nnp-resample --to-original s4.nnp && grep -q "spacing_before_resampling" stderr
+'
+done_testing
