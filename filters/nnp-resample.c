@@ -35,7 +35,9 @@ static const struct nnp_proginfo info = {
 		"labels around each voxel (cost independent of the number of labels). Separate z: with\n"
 		"an anisotropy above 3 the in-plane axes are resampled per slice and the low-resolution\n"
 		"axis by nearest neighbour. Bit-identical to nnU-Net on its fixtures (docs/resampling.md).\n"
-		"The image and its label of one case always get the same new shape.\n",
+		"The image and its label of one case always get the same new shape. With -p/-c\n"
+		"other frames pass through; otherwise every volume frame is resampled (e.g. logits\n"
+		"with --to-original). class_locations tables always pass through.\n",
 };
 
 enum mode { BY_PLANS, BY_SPACING, BY_SHAPE, TO_ORIGINAL };
@@ -244,7 +246,7 @@ int main(int argc, char **argv)
 	    !(w = nnp_writer_fd(STDOUT_FILENO, "<stdout>")))
 		nnp_die(NNP_EDATA);
 	while ((rc = nnp_case_next(cr, &img, &seg, &has_seg)) > 0) {
-		if (rc == NNP_ITEM_CASE || cl.mode != BY_PLANS) {
+		if (rc == NNP_ITEM_CASE || (cl.mode != BY_PLANS && strcmp(img.f.role, "class_locations"))) {
 			rc = resample_case(&cl, w, &img, &seg, has_seg);
 		} else {
 			rc = nnp_writer_volume(w, &img);

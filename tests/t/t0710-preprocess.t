@@ -3,9 +3,10 @@
 # preprocessed arrays bit for bit: the sha256 of the C-order data and seg arrays
 # equal those of nnU-Net 2.8.1's own output (tests/fixtures/preprocessed_expected.json),
 # on real fixture cases (901: CT, cropped in z, separate-z resampling; 903: 2-channel
-# MR, masked z-score), for 3d_fullres and 2d.
+# MR, masked z-score), for 3d_fullres and 2d; and the class locations (sha256 of
+# nnU-Net's [0, z, y, x] rows per class).
 . "$(dirname "$0")/lib.sh"
-t_require_progs nnp-read nnp-crop nnp-normalize nnp-resample
+t_require_progs nnp-read nnp-crop nnp-normalize nnp-resample nnp-class-locations
 
 # check DATASET CASE CONFIG: run the pipeline, compare with the expected record.
 check() {
@@ -13,13 +14,23 @@ check() {
 	nnp-read --dataset "$T_FIXTURES/raw/$ds" --case "$case" |
 		nnp-crop |
 		nnp-normalize -p "$T_FIXTURES/$ds/nnUNetPlans.json" -c "$cfg" |
-		nnp-resample -p "$T_FIXTURES/$ds/nnUNetPlans.json" -c "$cfg" >"$case.$cfg.nnp" &&
+		nnp-resample -p "$T_FIXTURES/$ds/nnUNetPlans.json" -c "$cfg" |
+		nnp-class-locations >"$case.$cfg.nnp" &&
 	"$PYTHON" - "$T_PYTOOLS" "$T_FIXTURES/preprocessed_expected.json" "$ds/$case/$cfg" "$case.$cfg.nnp" <<-'PY'
 	import hashlib, json, sys
 	sys.path.insert(0, sys.argv[1])
 	import numpy as np, nnpframe
 	exp = json.load(open(sys.argv[2]))[sys.argv[3]]
-	img, seg = [f for f in nnpframe.frames(open(sys.argv[4], "rb").read())]
+	img, seg, loc = [f for f in nnpframe.frames(open(sys.argv[4], "rb").read())]
+	assert loc.header["role"] == "class_locations"
+	rows, off = nnpframe.assemble(loc)[0, 0].astype(np.int64), 0
+	lp = loc.header["props"]
+	assert lp["classes"] == list(exp["class_locations"]), (lp["classes"], list(exp["class_locations"]))
+	for k, n in zip(lp["classes"], lp["counts"]):
+	    e = exp["class_locations"][k]
+	    assert n == e["n"], (k, n, e["n"])
+	    assert hashlib.sha256(rows[off:off + n].tobytes()).hexdigest() == e["sha256_int64"], "class " + k
+	    off += n
 	a, s = nnpframe.assemble(img), nnpframe.assemble(seg)
 	p = img.header["props"]
 	for k in ("shape_before_cropping", "bbox_used_for_cropping", "shape_after_cropping_and_before_resampling"):
@@ -42,7 +53,7 @@ for cfg in 3d_fullres 2d; do
 	"
 done
 test_expect_success 'resample --to-original returns to the cropped grid' '
-	nnp-resample --to-original <sph_007.3d_fullres.nnp | nnp-info --json -H >orig.json &&
+	nnp-resample --to-original <sph_007.3d_fullres.nnp | nnp-info --json -H | head -2 >orig.json &&
 	"$PYTHON" -c "
 import json
 a, s = [json.loads(l) for l in open(\"orig.json\")]
@@ -72,5 +83,12 @@ test_expect_success 'errors: unknown configuration, wrong channel count, missing
 	t_code 2 nnp-resample s4.nnp &&
 	t_code 2 nnp-normalize -p x.json s4.nnp &&
 	t_code 1 nnp-resample --to-original s4.nnp && grep -q "spacing_before_resampling" stderr
+'
+test_expect_success 'class-locations needs labels: props.labels or --dataset-json' '
+	nnp-read "$T_FIXTURES/raw/Dataset901_Spheres/imagesTr/sph_004_0000.nii.gz" \
+		--label "$T_FIXTURES/raw/Dataset901_Spheres/labelsTr/sph_004.nii.gz" >nolab.nnp &&
+	t_code 2 nnp-class-locations nolab.nnp && grep -q "dataset-json" stderr &&
+	nnp-class-locations --dataset-json "$T_FIXTURES/raw/Dataset901_Spheres/dataset.json" nolab.nnp |
+		nnp-info -H | grep -q "role class_locations"
 '
 done_testing
