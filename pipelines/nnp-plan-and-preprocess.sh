@@ -1,0 +1,163 @@
+#!/bin/bash
+# nnp plan-and-preprocess — nnUNetv2_plan_and_preprocess as a pipeline of nnp filters:
+# verify -> fingerprint -> plan -> preprocess every configuration, cases fanned out
+# with GNU parallel (memory-aware job count, --joblog resume).
+set -euo pipefail
+shopt -s nullglob
+PROG=nnp-plan-and-preprocess
+VERSION=0.1.0
+BIN=$(cd "$(dirname "$(readlink -f "$0")")" && pwd)
+export PATH="$BIN:$PATH"
+
+usage() {
+	cat <<USAGE
+$PROG — nnU-Net's plan and preprocess, as composable nnp filters
+
+Usage:
+  nnp plan-and-preprocess -d DATASET [options]
+
+Options:
+  -d, --dataset D        raw dataset: folder, DatasetXXX_Name or id (\$nnUNet_raw)
+  -c, --configurations C...  configurations to preprocess (default: 2d 3d_fullres 3d_lowres,
+                         those that exist in the plans)
+      --verify           run 'nnp verify' first and stop on errors
+      --planner P        default | resenc-m | resenc-l | resenc-xl (see nnp plan --help)
+      --gpu-memory GB    the planner's GPU memory target
+  -j, --jobs N           cases in parallel (default: cores; lowered to fit free memory)
+  -f, --force            recompute fingerprint and plans, preprocess every case again
+  -h, --help             this help;  -V, --version
+
+Writes \$nnUNet_preprocessed/DatasetXXX_Name/: dataset.json, dataset_fingerprint.json,
+<plans>.json, gt_segmentations/, and <plans>_<config>/CASE.nnp for every case (image,
+label and class_locations frames, as 'nnp read | crop | normalize | resample |
+class-locations' produce them). Each case file appears atomically; an interrupted run
+resumes where it stopped: cases whose file exists are skipped (the GNU parallel joblog of
+the last run is <plans>_<config>/.joblog).
+
+Exit status: 0 ok, 1 data error, 2 usage, 3 I/O, 4 resource, 70 internal.
+USAGE
+}
+
+die() { echo "$PROG: error: $*" >&2; exit "${2:-1}"; }
+usage_die() { echo "$PROG: error: $*" >&2; echo "Try '$PROG --help' for more information." >&2; exit 2; }
+info() { [ -n "${NNP_QUIET:-}" ] || echo "$PROG: $*" >&2; }
+
+DATASET='' CONFIGS=() VERIFY=0 PLANNER='' GPU='' JOBS='' FORCE=0
+while [ $# -gt 0 ]; do
+	case $1 in
+	-h|--help) usage; exit 0 ;;
+	-V|--version) echo "$PROG (nnpipe) $VERSION"; exit 0 ;;
+	-q|--quiet) export NNP_QUIET=1 ;;
+	-d|--dataset) [ $# -ge 2 ] || usage_die "$1 needs a value"; DATASET=$2; shift ;;
+	-c|--configurations)
+		shift
+		while [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; do CONFIGS+=("$1"); shift; done
+		continue ;;
+	--verify) VERIFY=1 ;;
+	--planner) [ $# -ge 2 ] || usage_die "$1 needs a value"; PLANNER=$2; shift ;;
+	--gpu-memory) [ $# -ge 2 ] || usage_die "$1 needs a value"; GPU=$2; shift ;;
+	-j|--jobs) [ $# -ge 2 ] || usage_die "$1 needs a value"; JOBS=$2; shift
+		[[ $JOBS =~ ^[1-9][0-9]*$ ]] || usage_die "--jobs needs a positive integer, not '$JOBS'" ;;
+	-f|--force) FORCE=1 ;;
+	*) usage_die "unknown option or argument '$1'" ;;
+	esac
+	shift
+done
+[ -n "$DATASET" ] || usage_die "missing -d DATASET"
+[ -n "${nnUNet_preprocessed:-}" ] || die "nnUNet_preprocessed is not set: export nnUNet_preprocessed=/path" 2
+command -v parallel >/dev/null || die "GNU parallel not found: sudo apt-get install parallel" 2
+
+# ---- resolve the raw dataset ----
+if [ -d "$DATASET" ]; then
+	RAW=$(cd "$DATASET" && pwd)
+else
+	[ -n "${nnUNet_raw:-}" ] || die "nnUNet_raw is not set: export nnUNet_raw=/path (or give the folder)" 2
+	case $DATASET in
+	Dataset*) RAW=$nnUNet_raw/$DATASET ;;
+	*) [[ $DATASET =~ ^[0-9]+$ ]] || usage_die "'$DATASET' is neither a folder, DatasetXXX_Name nor an id"
+	   m=("$nnUNet_raw"/Dataset"$(printf %03d "$((10#$DATASET))")"_*)
+	   [ ${#m[@]} -eq 1 ] || die "dataset id $DATASET: ${#m[@]} matches in $nnUNet_raw"
+	   RAW=${m[0]} ;;
+	esac
+fi
+[ -f "$RAW/dataset.json" ] || die "'$RAW/dataset.json': no such file"
+NAME=$(basename "$RAW")
+PRE=$nnUNet_preprocessed/$NAME
+mkdir -p "$PRE"
+
+# ---- verify, fingerprint, plan ----
+if [ $VERIFY = 1 ]; then
+	info "verifying $NAME"
+	nnp verify -q "$RAW" >&2 || die "verification failed: fix the dataset (see above)"
+fi
+fp_args=(-q "$RAW")
+[ $FORCE = 1 ] && fp_args+=(-f)
+info "fingerprint"
+nnp fingerprint "${fp_args[@]}"
+plan_args=(-q "$PRE")
+[ -n "$PLANNER" ] && plan_args+=(--planner "$PLANNER")
+[ -n "$GPU" ] && plan_args+=(--gpu-memory "$GPU")
+PLANS_NAME=nnUNetPlans
+case $PLANNER in
+resenc-m) PLANS_NAME=nnUNetResEncUNetMPlans ;;
+resenc-l) PLANS_NAME=nnUNetResEncUNetLPlans ;;
+resenc-xl) PLANS_NAME=nnUNetResEncUNetXLPlans ;;
+esac
+PLANS=$PRE/$PLANS_NAME.json
+if [ $FORCE = 1 ] || [ ! -f "$PLANS" ]; then
+	info "planning ($PLANS_NAME)"
+	[ $FORCE = 1 ] && plan_args+=(--force)
+	nnp plan "${plan_args[@]}"
+else
+	info "using existing $PLANS"
+fi
+[ -f "$PLANS" ] || die "the planner did not write '$PLANS' (check --planner)"
+
+if [ ${#CONFIGS[@]} -eq 0 ]; then
+	for c in 2d 3d_fullres 3d_lowres; do
+		grep -q "\"$c\"" "$PLANS" && CONFIGS+=("$c")
+	done
+fi
+
+# ---- gt_segmentations (nnU-Net keeps a copy of the training labels) ----
+FE=$(sed -n 's/.*"file_ending": *"\([^"]*\)".*/\1/p' "$RAW/dataset.json" | head -1)
+mkdir -p "$PRE/gt_segmentations"
+for f in "$RAW"/labelsTr/*"$FE"; do
+	t=$PRE/gt_segmentations/$(basename "$f")
+	if [ $FORCE = 1 ] || [ ! -f "$t" ]; then
+		cp "$f" "$t.tmp.$$" && mv "$t.tmp.$$" "$t"
+	fi
+done
+
+# ---- memory-aware job count: one case needs about 40 bytes per voxel and channel ----
+mapfile -t CASES < <(nnp cases "$RAW")
+[ ${#CASES[@]} -gt 0 ] || die "'$RAW': no training cases"
+jobs=${JOBS:-$(nproc)}
+biggest=0
+for c in "${CASES[@]}"; do
+	n=$(nnp read --dataset "$RAW" --case "$c" --no-label 2>/dev/null | nnp info -H --json 2>/dev/null |
+		head -1 | sed -n 's/.*"nbytes":\([0-9]*\).*/\1/p' || true)
+	[ -n "$n" ] && [ "$n" -gt "$biggest" ] && biggest=$n
+done
+avail=$(( $(sed -n 's/^MemAvailable: *\([0-9]*\) kB/\1/p' /proc/meminfo) * 1024 ))
+per_job=$(( biggest * 20 + 64 * 1024 * 1024 ))   # ~ 40 B per voxel-channel of the int16/float input
+fit=$(( avail / per_job ))
+[ "$fit" -ge 1 ] || die "one case needs about $((per_job >> 20)) MiB, only $((avail >> 20)) MiB are free" 4
+[ "$fit" -lt "$jobs" ] && { info "lowering --jobs to $fit to fit $((avail >> 20)) MiB"; jobs=$fit; }
+
+# ---- preprocess ----
+for cfg in "${CONFIGS[@]}"; do
+	OUT=$PRE/${PLANS_NAME}_$cfg
+	mkdir -p "$OUT"
+	[ $FORCE = 1 ] && rm -f "$OUT"/*.nnp "$OUT/.joblog"
+	info "preprocessing $cfg: ${#CASES[@]} cases, $jobs at a time -> $OUT"
+	export RAW PLANS cfg OUT
+	printf '%s\n' "${CASES[@]}" | PARALLEL_SHELL=bash parallel --will-cite --halt now,fail=1 -j "$jobs" \
+		--joblog "$OUT/.joblog" \
+		'set -o pipefail; [ -f "$OUT/{}.nnp" ] && exit 0;
+		 nnp read --dataset "$RAW" --case {} | nnp crop | nnp normalize -p "$PLANS" -c "$cfg" |
+		 nnp resample -p "$PLANS" -c "$cfg" | nnp class-locations >"$OUT/.{}.nnp.tmp" &&
+		 mv "$OUT/.{}.nnp.tmp" "$OUT/{}.nnp" || { rm -f "$OUT/.{}.nnp.tmp"; exit 1; }' ||
+		die "preprocessing $cfg failed (see above); rerun to resume"
+done
+info "done: $PRE"
