@@ -70,6 +70,25 @@ for ds in Dataset901_Spheres Dataset903_MultiChannel; do
 | $ds (nnU-Net fixture) | $n | $s | $(echo "scale=2; $s / $n" | bc -l) | $mb | ${NNU_T[$ds]} s / ${NNU_M[$ds]} MB | $(echo "scale=1; ${NNU_T[$ds]} / $s" | bc -l)x faster, $(echo "scale=0; ${NNU_M[$ds]} / $mb" | bc -l)x less memory |"
 done
 
+# ---- preprocessing (issue #4 goals: CT <= 1 s and <= 0.8 GB; 117-label resample <= 0.2 s) ----
+P901=$ROOT/tests/fixtures/Dataset901_Spheres/nnUNetPlans.json
+CT=$OUT/ct512x200.nii
+[ -f "$CT" ] || "$TOOLS/nnp-mkvol" -o "$CT" --shape 512,512,200 --dtype int16 --spacing 0.7,0.7,2.5
+SEG=$OUT/seg117.nii.gz
+[ -f "$SEG" ] || "$TOOLS/nnp-mkvol" -o "$SEG" --shape 181,217,181 --dtype uint8 --labels 117
+t_pre=$(best "'$BIN/nnp-read' '$CT' | '$BIN/nnp-crop' | '$BIN/nnp-normalize' -p '$P901' -c 3d_fullres | '$BIN/nnp-resample' -p '$P901' -c 3d_fullres > /dev/null")
+"$BIN/nnp-read" "$CT" > "$OUT/s0.nnp"
+"$BIN/nnp-crop" "$OUT/s0.nnp" > "$OUT/s1.nnp"
+"$BIN/nnp-normalize" -p "$P901" -c 3d_fullres "$OUT/s1.nnp" > "$OUT/s2.nnp"
+r_crop=$(rss "'$BIN/nnp-crop' '$OUT/s0.nnp'")
+r_norm=$(rss "'$BIN/nnp-normalize' -p '$P901' -c 3d_fullres '$OUT/s1.nnp'")
+r_res=$(rss "'$BIN/nnp-resample' -p '$P901' -c 3d_fullres '$OUT/s2.nnp'")
+r_pipe=$(( r_crop + r_norm + r_res ))
+"$BIN/nnp-read" --role label "$SEG" > "$OUT/seg117.nnp"
+t_seg=$(best "'$BIN/nnp-resample' --spacing 1.5,1.5,1.5 '$OUT/seg117.nnp' > /dev/null")
+r_seg=$(rss "'$BIN/nnp-resample' --spacing 1.5,1.5,1.5 '$OUT/seg117.nnp'")
+rm -f "$OUT"/s[0-2].nnp
+
 mbs() { echo "scale=0; $MB / $1" | bc -l; }
 pct() { echo "scale=0; 100 * $1 / $2" | bc -l; }
 mib() { echo "scale=1; $1 / 1024" | bc -l; }
@@ -114,6 +133,16 @@ Chunk size of this stream: $chunk_mib MiB (default target 8 MiB).
 $fp_rows
 
 The output is byte-identical to nnU-Net's dataset_fingerprint.json on both fixture datasets.
+
+## Preprocessing (\`read | crop | normalize | resample\`, 901's 3d_fullres plans)
+
+| task | nnpipe wall [s] | nnpipe memory | nnU-Net 2.8.1 (nnunet-timings.md) | ratio | issue #4 goal |
+|---|---:|---|---|---:|---|
+| 512×512×200 int16 CT (0.7×0.7×2.5 mm) → 3d_fullres [168,447,447] | $t_pre | $(mib "$r_pipe") MiB summed over the stages (crop $(mib "$r_crop"), normalize $(mib "$r_norm"), resample $(mib "$r_res")) | 15.55 s, 3462 MB | $(echo "scale=1; 15.55 / $t_pre" | bc -l)x | <= 1 s, <= 0.8 GB: not yet |
+| 117-label segmentation 181×217×181, 1 → 1.5 mm (order 1) | $t_seg | $(mib "$r_seg") MiB | 9.65 s, 490 MB | $(echo "scale=0; 9.65 / $t_seg" | bc -l)x | <= 0.2 s: met |
+
+The filters each hold one case, so a 4-stage pipe holds four copies at once; a fused
+in-process run_case (one case, converted in place) is the next step for the CT goals.
 
 A pass-through filter holds one chunk plus a ~2-3 MiB process baseline, so it stays
 under two chunks whatever the volume size (the volume here is $(printf '%.0f' "$MB") MiB).

@@ -7,8 +7,13 @@
 struct nnp_case_reader {
 	struct nnp_reader *r;
 	struct nnp_frame ahead;  /* a header read but not yet consumed */
-	int have_ahead, done;
+	int have_ahead, done, orphans;
 };
+
+void nnp_case_reader_allow_orphans(struct nnp_case_reader *cr, int allow)
+{
+	cr->orphans = allow;
+}
 
 struct nnp_case_reader *nnp_case_reader_new(struct nnp_reader *r)
 {
@@ -78,6 +83,8 @@ int nnp_case_next(struct nnp_case_reader *cr, struct nnp_vol *img, struct nnp_vo
 	nnp_vol_init(seg);
 	if ((rc = next_header(cr, &f)) <= 0)
 		return rc;
+	if (nnp_role_is_seg(f.role) && cr->orphans)
+		return (rc = load(cr, &f, img)) ? rc : NNP_ITEM_OTHER;
 	if (nnp_role_is_seg(f.role)) {
 		rc = nnp_err(NNP_EDATA, "'%s': %s frame of case '%s' does not follow its image frame",
 			     nnp_reader_name(cr->r), f.role, f.case_id ? f.case_id : "");

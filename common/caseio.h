@@ -16,12 +16,15 @@ struct nnp_case_reader;
 
 struct nnp_case_reader *nnp_case_reader_new(struct nnp_reader *r);
 void nnp_case_reader_free(struct nnp_case_reader *cr);
+/* Yield a label/mask frame without a preceding image as NNP_ITEM_OTHER
+ * instead of failing (resample works on a lone segmentation). */
+void nnp_case_reader_allow_orphans(struct nnp_case_reader *cr, int allow);
 
 enum { NNP_ITEM_END = 0, NNP_ITEM_CASE = 1, NNP_ITEM_OTHER = 2 };
 /* Next item: NNP_ITEM_CASE (img = the image, seg = its label/mask or
  * *has_seg = 0), NNP_ITEM_OTHER (img = some other frame, e.g. logits),
  * NNP_ITEM_END, or <0 on error.  A label/mask frame that does not follow
- * the image of its case is an NNP_EDATA error. */
+ * the image of its case is an NNP_EDATA error unless orphans are allowed. */
 int nnp_case_next(struct nnp_case_reader *cr, struct nnp_vol *img, struct nnp_vol *seg, int *has_seg);
 
 /* True for the roles that mark voxels of a case: "label", "mask". */

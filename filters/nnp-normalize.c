@@ -100,6 +100,7 @@ int main(int argc, char **argv)
 	if (!(r = nnp_reader_open(cl.input)) || !(cr = nnp_case_reader_new(r)) ||
 	    !(w = nnp_writer_fd(STDOUT_FILENO, "<stdout>")))
 		nnp_die(NNP_EDATA);
+	nnp_case_reader_allow_orphans(cr, 1);   /* a lone label passes through */
 	while ((rc = nnp_case_next(cr, &img, &seg, &has_seg)) > 0) {
 		rc = rc == NNP_ITEM_CASE ? normalize_case(&plan, w, &img, &seg, has_seg) : nnp_writer_volume(w, &img);
 		nnp_vol_release(&img);

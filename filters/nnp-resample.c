@@ -245,6 +245,7 @@ int main(int argc, char **argv)
 	if (!(r = nnp_reader_open(cl.input)) || !(cr = nnp_case_reader_new(r)) ||
 	    !(w = nnp_writer_fd(STDOUT_FILENO, "<stdout>")))
 		nnp_die(NNP_EDATA);
+	nnp_case_reader_allow_orphans(cr, 1);
 	while ((rc = nnp_case_next(cr, &img, &seg, &has_seg)) > 0) {
 		if (rc == NNP_ITEM_CASE || (cl.mode != BY_PLANS && strcmp(img.f.role, "class_locations"))) {
 			rc = resample_case(&cl, w, &img, &seg, has_seg);

@@ -16,7 +16,8 @@ static const struct nnp_proginfo info = {
 		   "  --shape        NIfTI order x,y,z[,channels]\n"
 		   "  --dtype        uint8 int8 int16 uint16 int32 uint32 int64 uint64 float32 float64\n"
 		   "  --spacing      mm, NIfTI order (default 1,1,1)\n"
-		   "  --seed         PRNG seed (default 1)\n",
+		   "  --seed         PRNG seed (default 1)\n"
+		   "  --labels N     a label map with N labels (0..N-1) in blocks of 8 voxels\n",
 	.details = NULL,
 };
 
@@ -49,6 +50,22 @@ static void fill(struct nnp_vol *v, uint64_t *seed)
 	free(row);
 }
 
+/* A blocky label map: each 8x8x8 block holds one of n labels. */
+static void fill_labels(struct nnp_vol *v, uint64_t *seed, int64_t n)
+{
+	const int64_t *sh = v->f.shape;
+	size_t es = nnp_dtype_size(v->f.dtype);
+	for (int64_t z = 0; z < sh[1]; z++)
+		for (int64_t y = 0; y < sh[2]; y++)
+			for (int64_t x = 0; x < sh[3]; x++) {
+				uint64_t h = (uint64_t)(x / 8) * 73856093u ^ (uint64_t)(y / 8) * 19349663u ^
+					     (uint64_t)(z / 8) * 83492791u ^ *seed;
+				double lab = (double)(next(&h) % (uint64_t)n);
+				nnp_convert(v->f.dtype, (char *)v->data + (size_t)((z * sh[2] + y) * sh[3] + x) * es,
+					    NNP_F64, &lab, 1);
+			}
+}
+
 static void parse_list(const char *opt, const char *s, double *v, int min, int max, int *n)
 {
 	char *end;
@@ -68,7 +85,8 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "shape", required_argument, NULL, 's' }, { "dtype", required_argument, NULL, 't' },
 		{ "spacing", required_argument, NULL, 'p' }, { "seed", required_argument, NULL, 'r' },
-		{ "output", required_argument, NULL, 'o' }, { NULL, 0, NULL, 0 }
+		{ "output", required_argument, NULL, 'o' }, { "labels", required_argument, NULL, 'l' },
+		{ NULL, 0, NULL, 0 }
 	};
 	struct nnp_nifti_opts no = { -1, 1, 0 };
 	struct nnp_vol v;
@@ -77,6 +95,7 @@ int main(int argc, char **argv)
 	uint64_t seed = 1, nb;
 	(void)nb;
 	int c, ns = 0, np = 3, rc;
+	long long nlabels = 0;
 	nnp_proginit(&argc, argv, &info);
 	nnp_vol_init(&v);
 	v.f.dtype = NNP_I16;
@@ -87,6 +106,7 @@ int main(int argc, char **argv)
 		case 't': if (!(v.f.dtype = nnp_dtype_parse(optarg, NULL))) nnp_usage_error("bad --dtype"); break;
 		case 'r': seed = (uint64_t)nnp_parse_ll("--seed", optarg, 0, 1LL << 62); break;
 		case 'o': out = optarg; break;
+		case 'l': nlabels = nnp_parse_ll("--labels", optarg, 1, 1 << 20); break;
 		default: nnp_bad_option(argv);
 		}
 	}
@@ -103,7 +123,10 @@ int main(int argc, char **argv)
 	if ((rc = nnp_vol_alloc(&v)))
 		nnp_die(rc);
 	nb = nnp_frame_nbytes(&v.f);
-	fill(&v, &seed);
+	if (nlabels)
+		fill_labels(&v, &seed, nlabels);
+	else
+		fill(&v, &seed);
 	if ((rc = nnp_nifti_write_volume(out, &v, 0, v.f.shape[0], 0, &no)))
 		nnp_die(rc);
 	nnp_vol_release(&v);
