@@ -34,7 +34,14 @@ class-locations' produce them). Each case file appears atomically; an interrupte
 resumes where it stopped: cases whose file exists are skipped (the GNU parallel joblog of
 the last run is <plans>_<config>/.joblog).
 
-Exit status: 0 ok, 1 data error, 2 usage, 3 I/O, 4 resource, 70 internal.
+Exit status:
+  0   success
+  1   bad, missing or inconsistent input data (or a failed verification)
+  2   usage error (unknown option, bad value, refused terminal I/O)
+  3   I/O error writing output or a system error
+  4   out of memory, or a size/memory limit would be exceeded
+  70  internal error (a bug: please report it)
+  141 killed by SIGPIPE (the reader of our output went away)
 USAGE
 }
 
