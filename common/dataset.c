@@ -28,31 +28,6 @@ static int oom(void)
 	return nnp_err(NNP_ENOMEM, "out of memory");
 }
 
-/* malloc'ed printf; NULL (with nnp_err set) on failure. */
-static char *xprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *xprintf(const char *fmt, ...)
-{
-	char *s = NULL;
-	va_list ap;
-	int n;
-	va_start(ap, fmt);
-	n = vasprintf(&s, fmt, ap);
-	va_end(ap);
-	if (n < 0) {
-		oom();
-		return NULL;
-	}
-	return s;
-}
-
-static char *xstrdup(const char *s)
-{
-	char *t = strdup(s);
-	if (!t)
-		oom();
-	return t;
-}
-
 /* "'FILE': PATH: message" as an NNP_EDATA error. */
 static int jerr(const char *file, const char *jpath, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -129,7 +104,7 @@ static int strv_push(char ***v, size_t *n, size_t *cap, const char *s, const cha
 		*v = nv;
 		*cap = nc;
 	}
-	if (!((*v)[*n] = xstrdup(s)))
+	if (!((*v)[*n] = nnp_strdup(s)))
 		return NNP_ENOMEM;
 	(*n)++;
 	return NNP_OK;
@@ -156,7 +131,7 @@ static int find_prefixed(const char *root, const char *envvar, const char *prefi
 		int dir;
 		if (strncmp(nm, prefix, plen) || isdigit((unsigned char)nm[plen]))
 			continue;
-		if (!(full = xprintf("%s/%s", root, nm))) {
+		if (!(full = nnp_strprintf("%s/%s", root, nm))) {
 			rc = NNP_ENOMEM;
 			break;
 		}
@@ -207,7 +182,7 @@ static int resolve_id(const char *root, const char *envvar, long id, char *out, 
 			     id, prefix, envvar, root);
 	else if (n > 1)
 		rc = ambiguous(root, envvar, id, v, n);
-	else if (!(full = xprintf("%s/%s", root, v[0])))
+	else if (!(full = nnp_strprintf("%s/%s", root, v[0])))
 		rc = NNP_ENOMEM;
 	else {
 		rc = copy_out(full, out, outlen);
@@ -220,7 +195,7 @@ static int resolve_id(const char *root, const char *envvar, long id, char *out, 
 static int resolve_name(const char *root, const char *envvar, const char *arg,
 			char *out, size_t outlen)
 {
-	char *full = xprintf("%s/%s", root, arg);
+	char *full = nnp_strprintf("%s/%s", root, arg);
 	int rc;
 	if (!full)
 		return NNP_ENOMEM;
@@ -266,7 +241,7 @@ int nnp_dataset_resolve(const char *arg, const char *envvar, char *out, size_t o
 
 static char *json_path_of(const struct nnp_dataset *d)
 {
-	return xprintf("%s/dataset.json", d->dir);
+	return nnp_strprintf("%s/dataset.json", d->dir);
 }
 
 static int load_json(const char *path, json_t **out)
@@ -323,7 +298,7 @@ static int parse_channels(struct nnp_dataset *d, const char *file)
 				    n - 1, k);
 		if (!json_is_string(v))
 			return jerr(file, key, "\"%s\": must be a string", k);
-		if (!(d->channel_names[i] = xstrdup(json_string_value(v))))
+		if (!(d->channel_names[i] = nnp_strdup(json_string_value(v))))
 			return NNP_ENOMEM;
 	}
 	return NNP_OK;
@@ -351,7 +326,7 @@ static int parse_label(const char *file, const char *name, json_t *v, struct nnp
 	size_t n = json_is_array(v) ? json_array_size(v) : 1;
 	int rc;
 
-	if (!(l->name = xstrdup(name)))
+	if (!(l->name = nnp_strdup(name)))
 		return NNP_ENOMEM;
 	if (json_is_array(v) && n == 0)
 		return jerr(file, "labels", "'%s': the list of values must not be empty", name);
@@ -463,7 +438,7 @@ static int parse_scalars(struct nnp_dataset *d, const char *file)
 		return jerr(file, "file_ending", "must be a non-empty string like \".nii.gz\"");
 	if (strchr(s, '/') || has_ctrl(s) || strlen(s) > 64)
 		return jerr(file, "file_ending", "'%s' is not a file name ending", s);
-	if (!(d->file_ending = xstrdup(s)))
+	if (!(d->file_ending = nnp_strdup(s)))
 		return NNP_ENOMEM;
 	return NNP_OK;
 }
@@ -545,7 +520,7 @@ static int set_dir(struct nnp_dataset *d, const char *dir)
 	if (!(d->dir = strndup(dir, n)))
 		return oom();
 	slash = strrchr(d->dir, '/');
-	if (!(d->name = xstrdup(slash && slash[1] ? slash + 1 : d->dir)))
+	if (!(d->name = nnp_strdup(slash && slash[1] ? slash + 1 : d->dir)))
 		return NNP_ENOMEM;
 	d->id = name_id(d->name);
 	return NNP_OK;
@@ -723,7 +698,7 @@ static char *dict_path(const struct nnp_dataset *d, const char *p)
 	char *e = expand_vars(p), *r;
 	if (!e || e[0] == '/')
 		return e;
-	r = xprintf("%s/%s", d->dir, e);
+	r = nnp_strprintf("%s/%s", d->dir, e);
 	free(e);
 	return r;
 }
@@ -733,7 +708,7 @@ static int dict_case(const struct nnp_dataset *d, const char *id, json_t *o, str
 	json_t *im = json_object_get(o, "images"), *lb = json_object_get(o, "label");
 	size_t n = json_array_size(im);
 
-	if (!(c->id = xstrdup(id)) || !(c->images = calloc(n, sizeof *c->images)))
+	if (!(c->id = nnp_strdup(id)) || !(c->images = calloc(n, sizeof *c->images)))
 		return c->id ? oom() : NNP_ENOMEM;
 	for (size_t i = 0; i < n; i++) {
 		if (!(c->images[i] = dict_path(d, json_string_value(json_array_get(im, i)))))
@@ -788,7 +763,7 @@ static int is_regular(const char *dir, const struct dirent *e, int *reg)
 		*reg = e->d_type == DT_REG;
 		return NNP_OK;
 	}
-	if (!(p = xprintf("%s/%s", dir, e->d_name)))
+	if (!(p = nnp_strprintf("%s/%s", dir, e->d_name)))
 		return NNP_ENOMEM;
 	*reg = nnp_is_file(p);
 	free(p);
@@ -881,16 +856,16 @@ static int folder_case(const struct nnp_dataset *d, const char *imgdir, const ch
 		return nnp_err(NNP_EDATA, "case '%s' in '%s' has no channel file '%s_0000%s' "
 			       "(is '%s' misnamed?)", v[i].id, imgdir, v[i].id, d->file_ending,
 			       v[i].name);
-	if (!(c->id = xstrdup(v[i].id)) || !(c->images = calloc(nch, sizeof *c->images)))
+	if (!(c->id = nnp_strdup(v[i].id)) || !(c->images = calloc(nch, sizeof *c->images)))
 		return c->id ? oom() : NNP_ENOMEM;
 	for (size_t k = i; k < j; k++) {
 		if (!v[k].channel)
 			continue;
-		if (!(c->images[c->nimages] = xprintf("%s/%s", imgdir, v[k].name)))
+		if (!(c->images[c->nimages] = nnp_strprintf("%s/%s", imgdir, v[k].name)))
 			return NNP_ENOMEM;
 		c->nimages++;
 	}
-	if (!(lab = xprintf("%s/%s%s", labdir, c->id, d->file_ending)))
+	if (!(lab = nnp_strprintf("%s/%s%s", labdir, c->id, d->file_ending)))
 		return NNP_ENOMEM;
 	if (nnp_is_file(lab))
 		c->label = lab;
@@ -922,8 +897,8 @@ static int group_cases(const struct nnp_dataset *d, const char *imgdir, const ch
 
 static int folder_cases(const struct nnp_dataset *d, const char *split, struct caselist *l)
 {
-	char *imgdir = xprintf("%s/images%s", d->dir, split);
-	char *labdir = xprintf("%s/labels%s", d->dir, split);
+	char *imgdir = nnp_strprintf("%s/images%s", d->dir, split);
+	char *labdir = nnp_strprintf("%s/labels%s", d->dir, split);
 	struct listing L = { 0 };
 	int rc;
 
@@ -1008,7 +983,7 @@ static int not_found(const struct nnp_dataset *d, const char *split, const char 
 
 static int has_split(const struct nnp_dataset *d, const char *split)
 {
-	char *p = xprintf("%s/images%s", d->dir, split);
+	char *p = nnp_strprintf("%s/images%s", d->dir, split);
 	int r = p && nnp_is_dir(p);
 	free(p);
 	return r;
@@ -1040,7 +1015,7 @@ char *nnp_dataset_path(const char *dir, const char *path)
 	char *e = expand_vars(path), *r;
 	if (!e || e[0] == '/')
 		return e;
-	r = xprintf("%s/%s", dir, e);
+	r = nnp_strprintf("%s/%s", dir, e);
 	free(e);
 	return r;
 }

@@ -1,5 +1,6 @@
 /* err.c — the thread-local error-message slot (see err.h). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "err.h"
 
@@ -54,4 +55,27 @@ int nnp_exit_code(int code)
 	case NNP_ENOMEM: return NNP_EXIT_RESOURCE;
 	default: return NNP_EXIT_INTERNAL;
 	}
+}
+
+char *nnp_strprintf(const char *fmt, ...)
+{
+	char *s = NULL;
+	va_list ap;
+	int n;
+	va_start(ap, fmt);
+	n = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		nnp_err(NNP_ENOMEM, "out of memory");
+		return NULL;
+	}
+	return s;
+}
+
+char *nnp_strdup(const char *s)
+{
+	char *t = strdup(s);
+	if (!t)
+		nnp_err(NNP_ENOMEM, "out of memory");
+	return t;
 }

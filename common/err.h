@@ -41,6 +41,10 @@ const char *nnp_err_msg(void);
 /* Prefix the current message with "CONTEXT: " (e.g. a file name); returns code. */
 int nnp_err_ctx(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void nnp_err_clear(void);
+/* malloc'ed formatted string / copy; NULL with NNP_ENOMEM recorded. */
+char *nnp_strprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *nnp_strdup(const char *s);
+
 /* Map an NNP_E* code to the exit status in the table above. */
 int nnp_exit_code(int code);
 

@@ -32,22 +32,6 @@ static int oom(void)
 	return nnp_err(NNP_ENOMEM, "out of memory");
 }
 
-static char *xprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *xprintf(const char *fmt, ...)
-{
-	char *s = NULL;
-	va_list ap;
-	int n;
-	va_start(ap, fmt);
-	n = vasprintf(&s, fmt, ap);
-	va_end(ap);
-	if (n < 0) {
-		oom();
-		return NULL;
-	}
-	return s;
-}
-
 static int has_ctrl(const char *s)
 {
 	for (; *s; s++)
@@ -337,7 +321,7 @@ static int is_pair_image(const char *dir, const char *name)
 	int r;
 	if (n <= 4 || strcmp(name + n - 4, ".img"))
 		return 0;
-	if (!(hdr = xprintf("%s/%.*s.hdr", dir, (int)(n - 4), name)))
+	if (!(hdr = nnp_strprintf("%s/%.*s.hdr", dir, (int)(n - 4), name)))
 		return 0;
 	r = nnp_is_file(hdr);
 	free(hdr);
@@ -360,7 +344,7 @@ static int src_add(struct srclist *s, const char *dir, const char *name, size_t 
 		s->cap = nc;
 	}
 	e = &s->v[s->n];
-	e->path = xprintf("%s/%s", dir, name);
+	e->path = nnp_strprintf("%s/%s", dir, name);
 	e->stem = strndup(name, stem);
 	e->ending = ending;
 	if (!e->path || !e->stem) {
@@ -404,7 +388,7 @@ static int list_folder(struct imp *m, const char *dir, int skip_underscore, stru
 				     NNP_DATASET_FILES_MAX);
 			break;
 		}
-		if (!(p = xprintf("%s/%s", dir, nm))) {
+		if (!(p = nnp_strprintf("%s/%s", dir, nm))) {
 			rc = NNP_ENOMEM;
 			break;
 		}
@@ -831,7 +815,7 @@ static int plan_images(struct imp *m, const struct srclist *s, const struct case
 		if ((rc = job_add(m, f, c->whole ? m->nch : 1, h.ndim > 3, &j)))
 			return rc;
 		for (size_t d = 0; d < j->ndst; d++)
-			if (!(j->dst[d] = xprintf("%s/%s_%04zu%s", dir, k->id, c->whole ? d : q,
+			if (!(j->dst[d] = nnp_strprintf("%s/%s_%04zu%s", dir, k->id, c->whole ? d : q,
 						  m->fe)))
 				return NNP_ENOMEM;
 		if (j->ndst > 1)
@@ -856,7 +840,7 @@ static int plan_label(struct imp *m, const struct kase *k, const struct hinfo *g
 		return grid_error("its image", f->path, &h, m->tr.v[k->src[0]].path, grid);
 	if ((rc = job_add(m, f, 1, h.ndim > 3, &j)))
 		return rc;
-	if (!(j->dst[0] = xprintf("labelsTr/%s%s", k->id, m->fe)))
+	if (!(j->dst[0] = nnp_strprintf("labelsTr/%s%s", k->id, m->fe)))
 		return NNP_ENOMEM;
 	return NNP_OK;
 }
@@ -1001,7 +985,7 @@ static int convert(struct imp *m, const struct job *j)
 	}
 	for (size_t d = 0; d < j->ndst && !rc; d++) {
 		struct nnp_nifti_out *o;
-		char *dst = xprintf("%s/%s", m->tmp, j->dst[d]);
+		char *dst = nnp_strprintf("%s/%s", m->tmp, j->dst[d]);
 		if (!dst) {
 			rc = NNP_ENOMEM;
 			break;
@@ -1041,7 +1025,7 @@ static int run_job(struct imp *m, const struct job *j)
 			m->r->converted++;
 		return NNP_OK;
 	}
-	if (!(dst = xprintf("%s/%s", m->tmp, j->dst[0])))
+	if (!(dst = nnp_strprintf("%s/%s", m->tmp, j->dst[0])))
 		return NNP_ENOMEM;
 	rc = link_or_copy(m, j->src, dst);
 	free(dst);
@@ -1109,7 +1093,7 @@ static int write_dataset_json(struct imp *m)
 	int rc;
 	if (!j)
 		return oom();
-	if (!(p = xprintf("%s/dataset.json", m->tmp))) {
+	if (!(p = nnp_strprintf("%s/dataset.json", m->tmp))) {
 		json_decref(j);
 		return NNP_ENOMEM;
 	}
@@ -1178,7 +1162,7 @@ static int make_tmp(struct imp *m)
 		char *p;
 		if (i == 2 && !m->cts.n)
 			break;
-		if (!(p = xprintf("%s/%s", m->tmp, sub[i])))
+		if (!(p = nnp_strprintf("%s/%s", m->tmp, sub[i])))
 			return NNP_ENOMEM;
 		rc = mkdir(p, 0777) ? nnp_err(NNP_EIO, "cannot create folder '%s': %s", p,
 					      strerror(errno)) : NNP_OK;
@@ -1360,7 +1344,7 @@ static int setup_msd(struct imp *m, char *name, size_t len, int *id)
 	if (m->o->name)
 		snprintf(name, len, "%s", m->o->name);
 	*id = m->o->id >= 0 ? m->o->id : tid;
-	if (!(file = xprintf("%s/dataset.json", m->o->msd)))
+	if (!(file = nnp_strprintf("%s/dataset.json", m->o->msd)))
 		return NNP_ENOMEM;
 	rc = nnp_json_load(file, &m->msd_json);
 	if (!rc && !json_is_object(m->msd_json))
@@ -1372,9 +1356,9 @@ static int setup_msd(struct imp *m, char *name, size_t len, int *id)
 	free(file);
 	if (rc)
 		return rc;
-	if (!(m->msd_paths[0] = xprintf("%s/imagesTr", m->o->msd)) ||
-	    !(m->msd_paths[1] = xprintf("%s/labelsTr", m->o->msd)) ||
-	    !(m->msd_paths[2] = xprintf("%s/imagesTs", m->o->msd)))
+	if (!(m->msd_paths[0] = nnp_strprintf("%s/imagesTr", m->o->msd)) ||
+	    !(m->msd_paths[1] = nnp_strprintf("%s/labelsTr", m->o->msd)) ||
+	    !(m->msd_paths[2] = nnp_strprintf("%s/imagesTs", m->o->msd)))
 		return NNP_ENOMEM;
 	m->images = m->msd_paths[0];
 	m->labelsdir = m->msd_paths[1];
