@@ -67,6 +67,39 @@ fail:
 	return rc;
 }
 
+/* Every value of the label map must be declared in labels (or be the -1
+ * that crop puts outside the nonzero mask). */
+static int check_values(const struct nnp_vol *lab, const json_t *labels)
+{
+	enum { VMAX = 1 << 16 };
+	uint8_t *ok = calloc(VMAX + 1, 1);
+	uint64_t n = nnp_frame_nvox(&lab->f) * (uint64_t)lab->f.shape[0];
+	size_t es = nnp_dtype_size(lab->f.dtype);
+	const char *k;
+	json_t *v, *e;
+	size_t i;
+	int rc = NNP_OK;
+	if (!ok)
+		return nnp_err(NNP_ENOMEM, "out of memory");
+	ok[0] = 1;   /* -1 */
+	json_object_foreach((json_t *)labels, k, v) {
+		if (json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) < VMAX)
+			ok[json_integer_value(v) + 1] = 1;
+		json_array_foreach(v, i, e)
+			if (json_is_integer(e) && json_integer_value(e) >= 0 && json_integer_value(e) < VMAX)
+				ok[json_integer_value(e) + 1] = 1;
+	}
+	for (uint64_t j = 0; j < n && !rc; j++) {
+		double x;
+		nnp_to_f64(lab->f.dtype, (const char *)lab->data + j * es, &x, 1);
+		if (x != (double)(int64_t)x || x < -1 || x >= VMAX || !ok[(int64_t)x + 1])
+			rc = nnp_err(NNP_EDATA, "case '%s': label value %g is not declared in dataset.json's labels "
+				     "(check the label map with 'nnp verify')", lab->f.case_id ? lab->f.case_id : "", x);
+	}
+	free(ok);
+	return rc;
+}
+
 static int add_locations(struct nnp_writer *w, const struct nnp_vol *lab, const json_t *labels)
 {
 	struct nnp_classloc_reqs reqs = { 0 };
@@ -78,7 +111,7 @@ static int add_locations(struct nnp_writer *w, const struct nnp_vol *lab, const 
 	if (!labels)
 		return nnp_err(NNP_EUSAGE, "case '%s': no labels to sample: read with 'nnp read --dataset' "
 			       "or give --dataset-json", lab->f.case_id ? lab->f.case_id : "");
-	if ((rc = nnp_classloc_reqs_from_labels(labels, &reqs)))
+	if ((rc = check_values(lab, labels)) || (rc = nnp_classloc_reqs_from_labels(labels, &reqs)))
 		return rc;
 	rc = nnp_classloc_sample(lab, reqs.req, reqs.n, NULL, &cl);
 	if (!rc && !(rc = locations_frame(&cl, &lab->f, &out))) {

@@ -84,6 +84,22 @@ test_expect_success 'errors: unknown configuration, wrong channel count, missing
 	t_code 2 nnp-normalize -p x.json s4.nnp &&
 	t_code 1 nnp-resample --to-original s4.nnp && grep -q "spacing_before_resampling" stderr
 '
+test_expect_success 'bad inputs: plans without CT statistics, label values outside dataset.json -> 1' '
+	"$PYTHON" -c "
+import json
+p = json.load(open(\"$T_FIXTURES/Dataset901_Spheres/nnUNetPlans.json\"))
+p[\"foreground_intensity_properties_per_channel\"] = {}
+json.dump(p, open(\"nofp.json\", \"w\"))
+d = json.load(open(\"$T_FIXTURES/raw/Dataset901_Spheres/dataset.json\"))
+d[\"labels\"] = {\"background\": 0, \"organ\": 1}
+json.dump(d, open(\"dj.json\", \"w\"))
+" &&
+	nnp-read --dataset "$T_FIXTURES/raw/Dataset901_Spheres" --case sph_007 | nnp-crop >c7.nnp &&
+	t_code 1 nnp-normalize -p nofp.json -c 3d_fullres c7.nnp &&
+	grep -q "needs the channel.s foreground_intensity_properties_per_channel" stderr &&
+	t_code 1 nnp-class-locations --dataset-json dj.json c7.nnp &&
+	grep -q "label value 2 is not declared" stderr
+'
 test_expect_success 'class-locations needs labels: props.labels or --dataset-json' '
 	nnp-read "$T_FIXTURES/raw/Dataset901_Spheres/imagesTr/sph_004_0000.nii.gz" \
 		--label "$T_FIXTURES/raw/Dataset901_Spheres/labelsTr/sph_004.nii.gz" >nolab.nnp &&
