@@ -2,8 +2,8 @@
 # t0710-preprocess.t — read | crop | normalize | resample reproduces nnU-Net's
 # preprocessed arrays bit for bit: the sha256 of the C-order data and seg arrays
 # equal those of nnU-Net 2.8.1's own output (tests/fixtures/preprocessed_expected.json),
-# on real fixture cases (901: CT, cropped in z, separate-z resampling; 903: 2-channel
-# MR, masked z-score), for 3d_fullres and 2d; and the class locations (sha256 of
+# on every case of nnU-Net's preprocessed fixtures (901: CT, cropped in z, separate-z
+# resampling; 903: 2-channel MR, masked z-score), for 3d_fullres and 2d; and the class locations (sha256 of
 # nnU-Net's [0, z, y, x] rows per class).
 . "$(dirname "$0")/lib.sh"
 t_require_progs nnp-read nnp-crop nnp-normalize nnp-resample nnp-class-locations
@@ -44,13 +44,18 @@ check() {
 	PY
 }
 
+# Every case and configuration of nnU-Net's preprocessed fixtures.
 for cfg in 3d_fullres 2d; do
-	test_expect_success "901 sph_007 $cfg: identical to nnU-Net (CT norm, z crop, separate z)" "
-		check Dataset901_Spheres sph_007 $cfg
-	"
-	test_expect_success "903 mc_008 $cfg: identical to nnU-Net (2 channels, masked z-score)" "
-		check Dataset903_MultiChannel mc_008 $cfg
-	"
+	for c in sph_000 sph_005 sph_007; do
+		test_expect_success "901 $c $cfg: identical to nnU-Net (CT norm, crop, separate z)" "
+			check Dataset901_Spheres $c $cfg
+		"
+	done
+	for c in mc_000 mc_008; do
+		test_expect_success "903 $c $cfg: identical to nnU-Net (2 channels, masked z-score)" "
+			check Dataset903_MultiChannel $c $cfg
+		"
+	done
 done
 test_expect_success 'resample --to-original returns to the cropped grid' '
 	nnp-resample --to-original <sph_007.3d_fullres.nnp | nnp-info --json -H | head -2 >orig.json &&
