@@ -1166,6 +1166,34 @@ int nnp_reader_chunk_into(struct nnp_reader *r, struct nnp_vol *v)
 	return 1;
 }
 
+int nnp_reader_index(struct nnp_reader *r, uint64_t *offsets)
+{
+	for (int64_t k = 0; r->in_frame; k++) {
+		int64_t z0, zs;
+		uint64_t n, inbuf;
+		int rc = chunk_header(r, &z0, &zs, &n);
+		if (rc)
+			return rc;
+		offsets[k] = r->offset;
+		inbuf = r->len - r->pos;
+		if (n <= inbuf) {
+			r->pos += (size_t)n;
+		} else {
+			if (r->mem) {
+				if (r->mempos + (n - inbuf) > r->memlen)
+					return truncated(r, "inside a chunk");
+				r->mempos += (size_t)(n - inbuf);
+			} else if (lseek(r->fd, (off_t)(r->offset + n), SEEK_SET) < 0) {
+				return nnp_err(NNP_EDATA, "'%s': cannot seek: %s", r->name, strerror(errno));
+			}
+			r->pos = r->len = 0;
+		}
+		r->offset += n;
+		chunk_done(r);
+	}
+	return NNP_OK;
+}
+
 int nnp_reader_swaps(const struct nnp_reader *r)
 {
 	return r->swap;

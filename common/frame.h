@@ -115,6 +115,10 @@ int nnp_reader_swaps(const struct nnp_reader *r);
 /* Read the current frame's payload into v, whose frame v->f the caller has
  * set (typically moved from nnp_reader_next's output); allocates v->data. */
 int nnp_reader_payload(struct nnp_reader *r, struct nnp_vol *v);
+/* For a reader on a seekable file opened at its start: record the file
+ * offset of every chunk payload of the current frame (nnp_frame_nchunks
+ * entries) and seek past the payloads without reading them. */
+int nnp_reader_index(struct nnp_reader *r, uint64_t *offsets);
 /* Skip the remaining chunks of the current frame. */
 int nnp_reader_skip(struct nnp_reader *r);
 /* Next whole frame: header + all chunks.  1, 0 at end, <0 error. */
