@@ -77,7 +77,10 @@ CT=$OUT/ct512x200.nii
 SEG=$OUT/seg117.nii.gz
 [ -f "$SEG" ] || "$TOOLS/nnp-mkvol" -o "$SEG" --shape 181,217,181 --dtype uint8 --labels 117
 t_pre=$(best "'$BIN/nnp-read' '$CT' | '$BIN/nnp-crop' | '$BIN/nnp-normalize' -p '$P901' -c 3d_fullres | '$BIN/nnp-resample' -p '$P901' -c 3d_fullres > /dev/null")
+t_fused=$(best "'$BIN/nnp-read' '$CT' | '$BIN/nnp-preprocess' --no-mask -p '$P901' -c 3d_fullres > /dev/null")
 "$BIN/nnp-read" "$CT" > "$OUT/s0.nnp"
+t_fused_file=$(best "'$BIN/nnp-preprocess' --no-mask -p '$P901' -c 3d_fullres '$OUT/s0.nnp' > /dev/null")
+r_fused=$(rss "'$BIN/nnp-preprocess' --no-mask -p '$P901' -c 3d_fullres '$OUT/s0.nnp'")
 "$BIN/nnp-crop" "$OUT/s0.nnp" > "$OUT/s1.nnp"
 "$BIN/nnp-normalize" -p "$P901" -c 3d_fullres "$OUT/s1.nnp" > "$OUT/s2.nnp"
 r_crop=$(rss "'$BIN/nnp-crop' '$OUT/s0.nnp'")
@@ -138,11 +141,14 @@ The output is byte-identical to nnU-Net's dataset_fingerprint.json on both fixtu
 
 | task | nnpipe wall [s] | nnpipe memory | nnU-Net 2.8.1 (nnunet-timings.md) | ratio | issue #4 goal |
 |---|---:|---|---|---:|---|
-| 512×512×200 int16 CT (0.7×0.7×2.5 mm) → 3d_fullres [168,447,447] | $t_pre | $(mib "$r_pipe") MiB summed over the stages (crop $(mib "$r_crop"), normalize $(mib "$r_norm"), resample $(mib "$r_res")) | 15.55 s, 3462 MB | $(echo "scale=1; 15.55 / $t_pre" | bc -l)x | <= 1 s, <= 0.8 GB: not yet |
+| 512×512×200 int16 CT (0.7×0.7×2.5 mm) → 3d_fullres [168,447,447] | $t_pre | $(mib "$r_pipe") MiB summed over the stages (crop $(mib "$r_crop"), normalize $(mib "$r_norm"), resample $(mib "$r_res")) | 15.55 s, 3462 MB | $(echo "scale=1; 15.55 / $t_pre" | bc -l)x | <= 1 s, <= 0.8 GB: not as a 4-process pipe |
+| same, \`nnp read ct.nii \| nnp preprocess --no-mask\` (fused run_case, inference path) | $t_fused | $(mib "$r_fused") MiB (one process) | 15.55 s, 3462 MB | $(echo "scale=1; 15.55 / $t_fused" | bc -l)x | memory met; time not yet (goal 1 s) |
+| same, \`nnp preprocess --no-mask\` from a saved stream (no NIfTI decode) | $t_fused_file | $(mib "$r_fused") MiB | — | $(echo "scale=1; 15.55 / $t_fused_file" | bc -l)x | |
 | 117-label segmentation 181×217×181, 1 → 1.5 mm (order 1) | $t_seg | $(mib "$r_seg") MiB | 9.65 s, 490 MB | $(echo "scale=0; 9.65 / $t_seg" | bc -l)x | <= 0.2 s: met |
 
-The filters each hold one case, so a 4-stage pipe holds four copies at once; a fused
-in-process run_case (one case, converted in place) is the next step for the CT goals.
+The filters each hold one case, so a 4-stage pipe holds four copies at once; \`nnp
+preprocess\` runs the same steps in one process (each step frees its input), with
+byte-identical output (tests/t/t0710).
 
 A pass-through filter holds one chunk plus a ~2-3 MiB process baseline, so it stays
 under two chunks whatever the volume size (the volume here is $(printf '%.0f' "$MB") MiB).

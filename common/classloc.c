@@ -751,3 +751,100 @@ oom:
 	json_decref(o);
 	return nnp_err(NNP_ENOMEM, "out of memory");
 }
+
+/* ---- the class_locations frame (schemas/frame.md) ---- */
+
+static int locations_frame(const struct nnp_classloc *cl, const struct nnp_frame *lab, struct nnp_vol *out)
+{
+	uint64_t k = 0, row = 0;
+	json_t *keys = json_array(), *counts = json_array(), *p;
+	int rc;
+	for (size_t i = 0; i < cl->n; i++)
+		k += cl->cls[i].n;
+	nnp_vol_init(out);
+	snprintf(out->f.role, sizeof out->f.role, "class_locations");
+	if ((rc = nnp_frame_set_case(&out->f, lab->case_id)))
+		goto fail;
+	out->f.dtype = NNP_I32;
+	out->f.shape[0] = 1;
+	out->f.shape[1] = 1;
+	out->f.shape[2] = k ? (int64_t)k : 1;   /* an empty table is one zero row, counts say 0 */
+	out->f.shape[3] = 4;
+	if ((rc = nnp_vol_alloc(out)))
+		goto fail;
+	for (size_t i = 0; i < cl->n; i++) {
+		char key[256];
+		nnp_classloc_key(&cl->cls[i], key, sizeof key);
+		json_array_append_new(keys, json_string(key));
+		json_array_append_new(counts, json_integer((json_int_t)cl->cls[i].n));
+		for (uint64_t j = 0; j < cl->cls[i].n; j++, row++) {
+			int32_t *r = (int32_t *)out->data + row * 4;
+			r[0] = 0;
+			memcpy(r + 1, cl->cls[i].zyx + j * 3, 3 * sizeof *r);
+		}
+	}
+	p = nnp_frame_props(&out->f);
+	json_object_set_new(p, "classes", keys);
+	json_object_set_new(p, "counts", counts);
+	return NNP_OK;
+fail:
+	json_decref(keys);
+	json_decref(counts);
+	nnp_vol_release(out);
+	return rc;
+}
+
+/* Every value of the label map must be declared in labels (or be the -1
+ * that crop puts outside the nonzero mask). */
+static int check_values(const struct nnp_vol *lab, const json_t *labels)
+{
+	enum { VMAX = 1 << 16 };
+	uint8_t *ok = calloc(VMAX + 1, 1);
+	uint64_t n = nnp_frame_nvox(&lab->f) * (uint64_t)lab->f.shape[0];
+	size_t es = nnp_dtype_size(lab->f.dtype);
+	const char *k;
+	json_t *v, *e;
+	size_t i;
+	int rc = NNP_OK;
+	if (!ok)
+		return nnp_err(NNP_ENOMEM, "out of memory");
+	ok[0] = 1;   /* -1 */
+	json_object_foreach((json_t *)labels, k, v) {
+		if (json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) < VMAX)
+			ok[json_integer_value(v) + 1] = 1;
+		json_array_foreach(v, i, e)
+			if (json_is_integer(e) && json_integer_value(e) >= 0 && json_integer_value(e) < VMAX)
+				ok[json_integer_value(e) + 1] = 1;
+	}
+	for (uint64_t j = 0; j < n && !rc; j++) {
+		double x;
+		nnp_to_f64(lab->f.dtype, (const char *)lab->data + j * es, &x, 1);
+		if (x != (double)(int64_t)x || x < -1 || x >= VMAX || !ok[(int64_t)x + 1])
+			rc = nnp_err(NNP_EDATA, "case '%s': label value %g is not declared in dataset.json's labels "
+				     "(check the label map with 'nnp verify')", lab->f.case_id ? lab->f.case_id : "", x);
+	}
+	free(ok);
+	return rc;
+}
+
+int nnp_classloc_case(const struct nnp_vol *lab, const json_t *labels, struct nnp_vol *out)
+{
+	struct nnp_classloc_reqs reqs = { 0 };
+	struct nnp_classloc cl = { 0 };
+	int rc;
+	nnp_vol_init(out);
+	if (!labels && lab->f.props)
+		labels = json_object_get(lab->f.props, "labels");
+	if (!labels)
+		return nnp_err(NNP_EUSAGE, "case '%s': no labels to sample: read with 'nnp read --dataset' "
+			       "or give --dataset-json", lab->f.case_id ? lab->f.case_id : "");
+	if ((rc = check_values(lab, labels)) || (rc = nnp_classloc_reqs_from_labels(labels, &reqs)))
+		return rc;
+	rc = nnp_classloc_sample(lab, reqs.req, reqs.n, NULL, &cl);
+	if (!rc)
+		rc = locations_frame(&cl, &lab->f, out);
+	nnp_classloc_release(&cl);
+	nnp_classloc_reqs_release(&reqs);
+	return rc;
+}
+

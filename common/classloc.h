@@ -95,4 +95,11 @@ int nnp_classloc_to_json(const struct nnp_classloc *cl, json_t **out);
 /* The key of one class into buf ("1", "(1, 2)"); truncated to n bytes. */
 void nnp_classloc_key(const struct nnp_classloc_class *c, char *buf, size_t n);
 
+/* One case: check that every value of the label map lab is declared in
+ * labels (a dataset.json "labels" object; props.labels of lab when NULL) or
+ * is -1, sample the class locations and build the class_locations frame
+ * (role "class_locations", int32 [1, 1, K, 4], props.classes / counts) into
+ * out (initialised by the call). */
+int nnp_classloc_case(const struct nnp_vol *lab, const json_t *labels, struct nnp_vol *out);
+
 #endif

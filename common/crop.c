@@ -4,6 +4,28 @@
 #include "crop.h"
 #include "err.h"
 
+#define NONZERO_LOOP(T)                                              \
+	do {                                                         \
+		const T *v = src;                                    \
+		_Pragma("omp parallel for schedule(static)")         \
+		for (uint64_t i = 0; i < n; i++)                     \
+			mask[i] |= v[i] != 0;                        \
+	} while (0)
+
+/* Unscaled channel: value != 0 straight on the stored type (for floats
+ * the same test as on float32: -0.0 == 0, NaN != 0). Returns 0 for types
+ * without a fast path. */
+static int nonzero_direct(enum nnp_dtype t, const void *src, uint8_t *mask, uint64_t n)
+{
+	switch (t) {
+	case NNP_U8: case NNP_I8: NONZERO_LOOP(uint8_t); return 1;
+	case NNP_I16: case NNP_U16: NONZERO_LOOP(uint16_t); return 1;
+	case NNP_I32: case NNP_U32: NONZERO_LOOP(uint32_t); return 1;
+	case NNP_F32: NONZERO_LOOP(float); return 1;
+	default: return 0;
+	}
+}
+
 void nnp_nonzero_mask(const struct nnp_vol *img, uint8_t *mask)
 {
 	enum { BLK = 4096 };
@@ -18,6 +40,8 @@ void nnp_nonzero_mask(const struct nnp_vol *img, uint8_t *mask)
 			slope = f->scale[2 * c];
 			inter = f->scale[2 * c + 1];
 		}
+		if (slope == 1 && inter == 0 && nonzero_direct(f->dtype, p, mask, nvox))
+			continue;
 		#pragma omp parallel for schedule(static)
 		for (uint64_t off = 0; off < nvox; off += BLK) {
 			double tmp[BLK];
@@ -116,22 +140,49 @@ int nnp_fill_holes(uint8_t *mask, const int64_t shape[3])
 	return NNP_OK;
 }
 
+/* First and last nonzero byte of a row (-1, -1 if none). */
+static void row_extent(const uint8_t *r, int64_t n, int64_t *first, int64_t *last)
+{
+	int64_t a = 0, b = n - 1;
+	while (a < n && !r[a])
+		a++;
+	if (a == n) {
+		*first = *last = -1;
+		return;
+	}
+	while (!r[b])
+		b--;
+	*first = a;
+	*last = b;
+}
+
 void nnp_mask_bbox(const uint8_t *mask, const int64_t shape[3], int64_t bbox[3][2])
 {
 	int64_t lo[3] = { shape[0], shape[1], shape[2] }, hi[3] = { -1, -1, -1 };
-	uint64_t i = 0;
-	for (int64_t z = 0; z < shape[0]; z++)
-		for (int64_t y = 0; y < shape[1]; y++)
-			for (int64_t x = 0; x < shape[2]; x++, i++) {
-				if (!mask[i])
+	#pragma omp parallel
+	{
+		int64_t l[3] = { shape[0], shape[1], shape[2] }, h[3] = { -1, -1, -1 };
+		#pragma omp for schedule(static)
+		for (int64_t z = 0; z < shape[0]; z++)
+			for (int64_t y = 0; y < shape[1]; y++) {
+				int64_t a, b;
+				row_extent(mask + ((uint64_t)z * (uint64_t)shape[1] + (uint64_t)y) * (uint64_t)shape[2],
+					   shape[2], &a, &b);
+				if (a < 0)
 					continue;
-				if (z < lo[0]) lo[0] = z;
-				if (z > hi[0]) hi[0] = z;
-				if (y < lo[1]) lo[1] = y;
-				if (y > hi[1]) hi[1] = y;
-				if (x < lo[2]) lo[2] = x;
-				if (x > hi[2]) hi[2] = x;
+				if (z < l[0]) l[0] = z;
+				if (z > h[0]) h[0] = z;
+				if (y < l[1]) l[1] = y;
+				if (y > h[1]) h[1] = y;
+				if (a < l[2]) l[2] = a;
+				if (b > h[2]) h[2] = b;
 			}
+		#pragma omp critical(nnp_bbox)
+		for (int k = 0; k < 3; k++) {
+			if (l[k] < lo[k]) lo[k] = l[k];
+			if (h[k] > hi[k]) hi[k] = h[k];
+		}
+	}
 	for (int a = 0; a < 3; a++) {
 		if (hi[a] < 0) {   /* empty: the full extent (nnU-Net's behaviour) */
 			bbox[a][0] = 0;

@@ -198,6 +198,10 @@ void *nnp_aligned_alloc(size_t n)
 	void *p = NULL;
 	if (n == 0)
 		n = 1;
+	/* Large blocks: calloc maps fresh zero pages, so the memory is not
+	 * written twice (zeroing, then the data); glibc aligns them to 16. */
+	if (n >= ((size_t)1 << 20))
+		return calloc(1, n);
 	if (posix_memalign(&p, 64, n) != 0)
 		return NULL;
 	memset(p, 0, n);

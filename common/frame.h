@@ -7,7 +7,7 @@
  *
  * Ownership: struct nnp_frame owns case_id, scale, nifti[] and props;
  * nnp_frame_release() frees them, nnp_frame_copy() deep-copies.  struct
- * nnp_vol owns its frame and its data (64-byte aligned).  Functions never
+ * nnp_vol owns its frame and its data (zeroed, at least 16-byte aligned).  Functions never
  * take ownership of const pointers; *_free(NULL) is a no-op.
  *
  * Readers validate every size against the caps below before allocating,
@@ -83,7 +83,7 @@ void nnp_vol_init(struct nnp_vol *v);
 /* Allocate data for v->f (validated); zero-filled. */
 int nnp_vol_alloc(struct nnp_vol *v);
 void nnp_vol_release(struct nnp_vol *v);
-void *nnp_aligned_alloc(size_t n);   /* 64-byte aligned, zeroed; free with free() */
+void *nnp_aligned_alloc(size_t n);   /* zeroed, >= 16-byte aligned; free with free() */
 
 /* ---- reading ---- */
 struct nnp_reader;

@@ -522,7 +522,14 @@ static void to_float(enum nnp_dtype st, const double *sc, int64_t c, const void 
 		inter = sc[2 * c + 1];
 	}
 	if (slope == 1 && inter == 0) {       /* nibabel skips scaling by (1, 0) */
-		if (st != NNP_F32) {
+		if (st != NNP_F32 && (nnp_dtype_is_float(st) || es <= 4)) {
+			/* exact in double, so one rounding to float32 either way */
+			#pragma omp parallel for schedule(static)
+			for (uint64_t off = 0; off < n; off += CONV_BLK) {
+				size_t m = n - off < CONV_BLK ? (size_t)(n - off) : CONV_BLK;
+				nnp_to_f32(st, (const char *)src + off * es, dst + off, m);
+			}
+		} else if (st != NNP_F32) {
 			#pragma omp parallel for schedule(static)
 			for (uint64_t off = 0; off < n; off += CONV_BLK) {
 				double tmp[CONV_BLK];

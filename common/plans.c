@@ -77,6 +77,14 @@ int nnp_plans_resampling(const json_t *plans, const char *name, int seg, int *or
 	return NNP_OK;
 }
 
+void nnp_plans_case_spacing(const double cfg_sp[3], int n, const double case_sp[3], double out[3])
+{
+	for (int i = 0; i < 3; i++)
+		out[i] = cfg_sp[i];
+	if (n == 2)
+		out[0] = case_sp[0];
+}
+
 int nnp_plans_check_transpose(const json_t *plans)
 {
 	const json_t *t = json_object_get(plans, "transpose_forward");

@@ -15,6 +15,10 @@ int nnp_plans_spacing(const json_t *plans, const char *name, double sp[3], int *
 /* resampling_fn_{data,seg}_kwargs: order, order_z, force_separate_z
  * (-1 = None/auto, 0, 1). */
 int nnp_plans_resampling(const json_t *plans, const char *name, int seg, int *order, int *order_z, int *force);
+/* The target spacing of a case: the configuration's, with a 2d
+ * configuration (n = 2) keeping the case's own z spacing (nnU-Net never
+ * resamples 2d data along axis 0). */
+void nnp_plans_case_spacing(const double cfg_sp[3], int n, const double case_sp[3], double out[3]);
 /* NNP_EDATA unless transpose_forward is [0, 1, 2] (the only one the
  * filters handle yet). */
 int nnp_plans_check_transpose(const json_t *plans);

@@ -167,9 +167,7 @@ static int target(const struct cmdline *cl, const struct nnp_frame *f, double sp
 			sp[i] = f->spacing[i] * (double)f->shape[i + 1] / (double)shape[i];
 		return NNP_OK;
 	default:
-		memcpy(sp, cl->spacing, 3 * sizeof *sp);
-		if (cl->mode == BY_PLANS && cl->plan_sp_n == 2)
-			sp[0] = f->spacing[0];   /* 2d: slices are never resampled along z */
+		nnp_plans_case_spacing(cl->spacing, cl->mode == BY_PLANS ? cl->plan_sp_n : 3, f->spacing, sp);
 		return nnp_resample_shape(f->shape + 1, f->spacing, sp, shape);
 	}
 }

@@ -29,8 +29,8 @@ Options:
 
 Writes \$nnUNet_preprocessed/DatasetXXX_Name/: dataset.json, dataset_fingerprint.json,
 <plans>.json, gt_segmentations/, and <plans>_<config>/CASE.nnp for every case (image,
-label and class_locations frames, as 'nnp read | crop | normalize | resample |
-class-locations' produce them). Each case file appears atomically; an interrupted run
+label and class_locations frames: 'nnp read | nnp preprocess', the same bytes as
+'nnp read | crop | normalize | resample | class-locations'). Each case file appears atomically; an interrupted run
 resumes where it stopped: cases whose file exists are skipped (the GNU parallel joblog of
 the last run is <plans>_<config>/.joblog).
 
@@ -136,7 +136,7 @@ for f in "$RAW"/labelsTr/*"$FE"; do
 	fi
 done
 
-# ---- memory-aware job count: one case needs about 40 bytes per voxel and channel ----
+# ---- memory-aware job count from the largest case ----
 mapfile -t CASES < <(nnp cases "$RAW")
 [ ${#CASES[@]} -gt 0 ] || die "'$RAW': no training cases"
 jobs=${JOBS:-$(nproc)}
@@ -147,7 +147,7 @@ for c in "${CASES[@]}"; do
 	[ -n "$n" ] && [ "$n" -gt "$biggest" ] && biggest=$n
 done
 avail=$(( $(sed -n 's/^MemAvailable: *\([0-9]*\) kB/\1/p' /proc/meminfo) * 1024 ))
-per_job=$(( biggest * 20 + 64 * 1024 * 1024 ))   # ~ 40 B per voxel-channel of the int16/float input
+per_job=$(( biggest * 5 + 64 * 1024 * 1024 ))   # nnp preprocess: ~4x the input bytes (CT 512x512x200: 400 MB)
 fit=$(( avail / per_job ))
 [ "$fit" -ge 1 ] || die "one case needs about $((per_job >> 20)) MiB, only $((avail >> 20)) MiB are free" 4
 [ "$fit" -lt "$jobs" ] && { info "lowering --jobs to $fit to fit $((avail >> 20)) MiB"; jobs=$fit; }
@@ -162,8 +162,7 @@ for cfg in "${CONFIGS[@]}"; do
 	printf '%s\n' "${CASES[@]}" | PARALLEL_SHELL=bash parallel --will-cite --halt now,fail=1 -j "$jobs" \
 		--joblog "$OUT/.joblog" \
 		'set -o pipefail; [ -f "$OUT/{}.nnp" ] && exit 0;
-		 nnp read --dataset "$RAW" --case {} | nnp crop | nnp normalize -p "$PLANS" -c "$cfg" |
-		 nnp resample -p "$PLANS" -c "$cfg" | nnp class-locations >"$OUT/.{}.nnp.tmp" &&
+		 nnp read --dataset "$RAW" --case {} | nnp preprocess -p "$PLANS" -c "$cfg" >"$OUT/.{}.nnp.tmp" &&
 		 mv "$OUT/.{}.nnp.tmp" "$OUT/{}.nnp" || { rm -f "$OUT/.{}.nnp.tmp"; exit 1; }' ||
 		die "preprocessing $cfg failed (see above); rerun to resume"
 done

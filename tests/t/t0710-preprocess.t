@@ -6,7 +6,7 @@
 # resampling; 903: 2-channel MR, masked z-score), for 3d_fullres and 2d; and the class locations (sha256 of
 # nnU-Net's [0, z, y, x] rows per class).
 . "$(dirname "$0")/lib.sh"
-t_require_progs nnp-read nnp-crop nnp-normalize nnp-resample nnp-class-locations
+t_require_progs nnp-read nnp-crop nnp-normalize nnp-resample nnp-class-locations nnp-preprocess
 
 # check DATASET CASE CONFIG: run the pipeline, compare with the expected record.
 check() {
@@ -57,6 +57,28 @@ for cfg in 3d_fullres 2d; do
 		"
 	done
 done
+for c in sph_000 sph_005; do
+	test_expect_success "nnp preprocess (fused) = the four-filter pipeline, byte for byte ($c, 2d and 3d_fullres)" "
+		for cfg in 2d 3d_fullres; do
+			nnp-read --dataset \"\$T_FIXTURES/raw/Dataset901_Spheres\" --case $c >in.nnp &&
+			nnp-crop in.nnp | nnp-normalize -p \"\$T_FIXTURES/Dataset901_Spheres/nnUNetPlans.json\" -c \$cfg |
+				nnp-resample -p \"\$T_FIXTURES/Dataset901_Spheres/nnUNetPlans.json\" -c \$cfg |
+				nnp-class-locations >pipe.nnp &&
+			nnp-preprocess -p \"\$T_FIXTURES/Dataset901_Spheres/nnUNetPlans.json\" -c \$cfg in.nnp >fused.nnp &&
+			cmp pipe.nnp fused.nnp || exit 1
+		done
+	"
+done
+test_expect_success 'nnp preprocess: 2 channels, and --no-mask on a case without label' '
+	nnp-read --dataset "$T_FIXTURES/raw/Dataset903_MultiChannel" --case mc_000 >m0.nnp &&
+	nnp-crop m0.nnp | nnp-normalize -p "$T_FIXTURES/Dataset903_MultiChannel/nnUNetPlans.json" -c 3d_fullres |
+		nnp-resample -p "$T_FIXTURES/Dataset903_MultiChannel/nnUNetPlans.json" -c 3d_fullres |
+		nnp-class-locations >m0pipe.nnp &&
+	nnp-preprocess -p "$T_FIXTURES/Dataset903_MultiChannel/nnUNetPlans.json" -c 3d_fullres m0.nnp | cmp - m0pipe.nnp &&
+	nnp-read --dataset "$T_FIXTURES/raw/Dataset903_MultiChannel" --case mc_000 --no-label |
+		nnp-preprocess --no-mask -p "$T_FIXTURES/Dataset903_MultiChannel/nnUNetPlans.json" -c 3d_fullres |
+		nnp-info -H | grep -c "^frame" | grep -qx 1
+'
 test_expect_success 'resample --to-original returns to the cropped grid' '
 	nnp-resample --to-original <sph_007.3d_fullres.nnp | nnp-info --json -H | head -2 >orig.json &&
 	"$PYTHON" -c "

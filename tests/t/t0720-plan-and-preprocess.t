@@ -2,7 +2,7 @@
 # t0720-plan-and-preprocess.t — the porcelain: verify -> fingerprint -> plan ->
 # preprocess all configurations with GNU parallel; resume; failures.
 . "$(dirname "$0")/lib.sh"
-t_require_progs nnp nnp-plan-and-preprocess
+t_require_progs nnp nnp-plan-and-preprocess nnp-preprocess
 command -v parallel >/dev/null || { test_skip_all "GNU parallel is not installed"; }
 
 run() { nnUNet_raw=$PWD/raw nnUNet_preprocessed=$PWD/pre nnp plan-and-preprocess "$@"; }
