@@ -2,6 +2,7 @@
 #include <string.h>
 #include "err.h"
 #include "plans.h"
+#include "transpose.h"
 
 int nnp_plans_config_get(const json_t *plans, const char *name, const char *key, const json_t **out)
 {
@@ -85,14 +86,9 @@ void nnp_plans_case_spacing(const double cfg_sp[3], int n, const double case_sp[
 		out[0] = case_sp[0];
 }
 
-int nnp_plans_check_transpose(const json_t *plans)
+int nnp_plans_check_frame_transpose(const json_t *plans, const struct nnp_frame *f)
 {
-	const json_t *t = json_object_get(plans, "transpose_forward");
-	if (!t)
-		return NNP_OK;
-	if (json_array_size(t) == 3 && json_integer_value(json_array_get(t, 0)) == 0 &&
-	    json_integer_value(json_array_get(t, 1)) == 1 && json_integer_value(json_array_get(t, 2)) == 2)
-		return NNP_OK;
-	return nnp_err(NNP_EDATA, "plans: transpose_forward is not [0, 1, 2]: transposed datasets are not "
-		       "supported by the preprocessing filters yet");
+	int want[3];
+	int rc = nnp_transpose_from_plans(plans, want);
+	return rc ? rc : nnp_transpose_check(want, f);
 }

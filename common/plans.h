@@ -4,6 +4,7 @@
 #define NNP_PLANS_H
 
 #include <jansson.h>
+#include "frame.h"
 
 /* configurations[name][key], following inherits_from like nnU-Net's
  * PlansManager (the child's keys win; cycles are errors).  *out is NULL
@@ -19,8 +20,8 @@ int nnp_plans_resampling(const json_t *plans, const char *name, int seg, int *or
  * configuration (n = 2) keeping the case's own z spacing (nnU-Net never
  * resamples 2d data along axis 0). */
 void nnp_plans_case_spacing(const double cfg_sp[3], int n, const double case_sp[3], double out[3]);
-/* NNP_EDATA unless transpose_forward is [0, 1, 2] (the only one the
- * filters handle yet). */
-int nnp_plans_check_transpose(const json_t *plans);
+/* NNP_EDATA unless frame f carries the plans' transpose_forward (set by
+ * 'nnp transpose -p PLANS'); names the fix. */
+int nnp_plans_check_frame_transpose(const json_t *plans, const struct nnp_frame *f);
 
 #endif

@@ -11,6 +11,7 @@
 #include "normalize.h"
 #include "plans.h"
 #include "prog.h"
+#include "transpose.h"
 
 static const struct nnp_proginfo info = {
 	.name = "normalize",
@@ -58,11 +59,13 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 	cl->input = optind < argc ? argv[optind] : "-";
 }
 
-static int normalize_case(const struct nnp_norm_plan *plan, struct nnp_writer *w, struct nnp_vol *img,
-			  struct nnp_vol *seg, int has_seg)
+static int normalize_case(const struct nnp_norm_plan *plan, const int tr[3], struct nnp_writer *w,
+			  struct nnp_vol *img, struct nnp_vol *seg, int has_seg)
 {
 	struct nnp_vol out;
-	int rc;
+	int rc = nnp_transpose_check(tr, &img->f);
+	if (rc)
+		return rc;
 	if (plan->nch != img->f.shape[0])
 		return nnp_err(NNP_EDATA, "case '%s': %lld channels, the plans normalise %lld",
 			       img->f.case_id ? img->f.case_id : "", (long long)img->f.shape[0], (long long)plan->nch);
@@ -85,7 +88,7 @@ int main(int argc, char **argv)
 	struct nnp_writer *w;
 	struct nnp_vol img, seg;
 	json_t *plans;
-	int rc, has_seg;
+	int rc, has_seg, tr[3];
 
 	nnp_proginit(&argc, argv, &info);
 	parse_cmdline(argc, argv, &cl);
@@ -93,7 +96,7 @@ int main(int argc, char **argv)
 	if (!strcmp(cl.input, "-"))
 		nnp_refuse_tty_stdin();
 	nnp_refuse_tty_stdout();
-	if ((rc = nnp_json_load(cl.plans, &plans)) || (rc = nnp_plans_check_transpose(plans)) ||
+	if ((rc = nnp_json_load(cl.plans, &plans)) || (rc = nnp_transpose_from_plans(plans, tr)) ||
 	    (rc = nnp_norm_plan_from_plans(plans, cl.config, &plan)))
 		nnp_die(nnp_err_ctx(rc, "'%s'", cl.plans));
 	json_decref(plans);
@@ -102,7 +105,7 @@ int main(int argc, char **argv)
 		nnp_die(NNP_EDATA);
 	nnp_case_reader_allow_orphans(cr, 1);   /* a lone label passes through */
 	while ((rc = nnp_case_next(cr, &img, &seg, &has_seg)) > 0) {
-		rc = rc == NNP_ITEM_CASE ? normalize_case(&plan, w, &img, &seg, has_seg) : nnp_writer_volume(w, &img);
+		rc = rc == NNP_ITEM_CASE ? normalize_case(&plan, tr, w, &img, &seg, has_seg) : nnp_writer_volume(w, &img);
 		nnp_vol_release(&img);
 		nnp_vol_release(&seg);
 		if (rc)

@@ -16,6 +16,7 @@
 #include "plans.h"
 #include "prog.h"
 #include "resample.h"
+#include "transpose.h"
 
 static const struct nnp_proginfo info = {
 	.name = "preprocess",
@@ -31,7 +32,8 @@ static const struct nnp_proginfo info = {
 		"  -j, --threads N           threads (default: NNP_THREADS or all cores)\n",
 	.details =
 		"Output is identical to\n"
-		"  nnp crop | nnp normalize -p P -c C | nnp resample -p P -c C | nnp class-locations\n"
+		"  nnp transpose -p P | nnp crop | nnp normalize -p P -c C | nnp resample -p P -c C |\n"
+		"  nnp class-locations\n"
 		"but one process holds one case: each step frees its input (about 4x less memory than\n"
 		"the four-stage pipe, and no serialisation between the steps). Cases without a label\n"
 		"(inference) get the generated mask and no class locations.\n",
@@ -49,6 +51,7 @@ struct ctx {
 	json_t *labels;
 	struct nnp_writer *w;
 	int no_classloc, no_mask;
+	int transpose[3];
 };
 
 static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
@@ -89,7 +92,8 @@ static int load_ctx(const struct cmdline *cl, struct ctx *x)
 	int rc = nnp_json_load(cl->plans, &plans);
 	if (rc)
 		return rc;
-	if (!(rc = nnp_plans_check_transpose(plans)) && !(rc = nnp_norm_plan_from_plans(plans, cl->config, &x->norm)) &&
+	if (!(rc = nnp_transpose_from_plans(plans, x->transpose)) &&
+	    !(rc = nnp_norm_plan_from_plans(plans, cl->config, &x->norm)) &&
 	    !(rc = nnp_plans_spacing(plans, cl->config, x->spacing, &x->nsp)) &&
 	    !(rc = nnp_plans_resampling(plans, cl->config, 0, &x->order, &x->order_z, &x->force)))
 		rc = nnp_plans_resampling(plans, cl->config, 1, &x->seg_order, &x->seg_order_z, &x->seg_force);
@@ -137,6 +141,22 @@ static int emit(struct nnp_writer *w, struct nnp_vol *v)
 	return rc;
 }
 
+/* nnU-Net's run_case starts with transpose_forward: apply it unless the
+ * frame already carries it (from 'nnp transpose'). */
+static int maybe_transpose(const struct ctx *x, struct nnp_vol *v)
+{
+	struct nnp_vol t;
+	int carried[3], rc;
+	nnp_transpose_of_frame(&v->f, carried);
+	if (!nnp_transpose_is_identity(carried) || nnp_transpose_is_identity(x->transpose))
+		return nnp_transpose_check(x->transpose, &v->f);
+	if ((rc = nnp_transpose_vol(v, x->transpose, &t)))
+		return rc;
+	nnp_vol_release(v);
+	*v = t;
+	return NNP_OK;
+}
+
 static int run_case(const struct ctx *x, struct nnp_vol *img, struct nnp_vol *seg, int has_seg)
 {
 	struct nnp_vol ci, cs, loc;
@@ -148,6 +168,8 @@ static int run_case(const struct ctx *x, struct nnp_vol *img, struct nnp_vol *se
 	if (x->norm.nch != img->f.shape[0])
 		return nnp_err(NNP_EDATA, "case '%s': %lld channels, the plans normalise %lld",
 			       img->f.case_id ? img->f.case_id : "", (long long)img->f.shape[0], (long long)x->norm.nch);
+	if ((rc = maybe_transpose(x, img)) || (has_seg && (rc = maybe_transpose(x, seg))))
+		return rc;
 	memcpy(before, img->f.shape + 1, sizeof before);
 	rc = nnp_crop_to_nonzero(img, has_seg ? seg : NULL, &ci, &cs, bbox);
 	nnp_vol_release(img);

@@ -11,6 +11,7 @@
 #include "plans.h"
 #include "prog.h"
 #include "resample.h"
+#include "transpose.h"
 
 static const struct nnp_proginfo info = {
 	.name = "resample",
@@ -49,6 +50,7 @@ struct cmdline {
 	int64_t shape[3];
 	int order, order_z, separate_z, threads, plan_sp_n;
 	int seg_order, seg_order_z, seg_force;
+	int transpose[3];
 };
 
 static void parse3(const char *opt, const char *s, double *v)
@@ -129,7 +131,7 @@ static int load_plans(struct cmdline *cl)
 	int force, rc = nnp_json_load(cl->plans, &plans);
 	if (rc)
 		return rc;
-	if (!(rc = nnp_plans_check_transpose(plans)) &&
+	if (!(rc = nnp_transpose_from_plans(plans, cl->transpose)) &&
 	    !(rc = nnp_plans_spacing(plans, cl->config, cl->spacing, &cl->plan_sp_n)) &&
 	    !(rc = nnp_plans_resampling(plans, cl->config, 0, &cl->order, &cl->order_z, &force)))
 		rc = nnp_plans_resampling(plans, cl->config, 1, &cl->seg_order, &cl->seg_order_z, &cl->seg_force);
@@ -210,7 +212,9 @@ static int resample_case(const struct cmdline *cl, struct nnp_writer *w, const s
 {
 	double sp[3];
 	int64_t shape[3];
-	int rc = target(cl, &img->f, sp, shape);
+	int rc = cl->mode == BY_PLANS ? nnp_transpose_check(cl->transpose, &img->f) : NNP_OK;
+	if (!rc)
+		rc = target(cl, &img->f, sp, shape);
 	if (!rc)
 		rc = resample_one(cl, w, img, sp, shape);
 	if (!rc && has_seg) {
