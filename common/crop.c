@@ -231,19 +231,52 @@ int nnp_crop_box(const struct nnp_vol *src, const int64_t bbox[3][2], struct nnp
 	return NNP_OK;
 }
 
-/* seg value of voxel i as int64 (any integer or float dtype). */
-static int64_t seg_at(const struct nnp_vol *seg, uint64_t i)
+/* Largest label value (0 for NULL). */
+static int64_t max_label(const struct nnp_vol *seg)
 {
-	double v;
-	nnp_to_f64(seg->f.dtype, (const char *)seg->data + i * nnp_dtype_size(seg->f.dtype), &v, 1);
-	return (int64_t)v;
+	enum { BLK = 4096 };
+	uint64_t n;
+	size_t es;
+	int64_t m = 0;
+	if (!seg)
+		return 0;
+	n = nnp_frame_nvox(&seg->f);
+	es = nnp_dtype_size(seg->f.dtype);
+	#pragma omp parallel for schedule(static) reduction(max:m)
+	for (uint64_t off = 0; off < n; off += BLK) {
+		double tmp[BLK];
+		size_t k = n - off < BLK ? (size_t)(n - off) : BLK;
+		nnp_to_f64(seg->f.dtype, (const char *)seg->data + off * es, tmp, k);
+		for (size_t i = 0; i < k; i++)
+			if ((int64_t)tmp[i] > m)
+				m = (int64_t)tmp[i];
+	}
+	return m;
+}
+
+/* One cropped row of the output label map: seg value (0 without seg),
+ * -1 where it is 0 outside the mask. */
+static void seg_row(const struct nnp_vol *seg, const uint8_t *mrow, uint64_t si, int64_t nx, enum nnp_dtype odt,
+		    void *dst, double *tmp)
+{
+	if (seg)
+		nnp_to_f64(seg->f.dtype, (const char *)seg->data + si * nnp_dtype_size(seg->f.dtype), tmp, (size_t)nx);
+	for (int64_t x = 0; x < nx; x++) {
+		int64_t v = seg ? (int64_t)tmp[x] : 0;
+		if (v == 0 && !mrow[x])
+			v = -1;
+		if (odt == NNP_I8)
+			((int8_t *)dst)[x] = (int8_t)v;
+		else
+			((int16_t *)dst)[x] = (int16_t)v;
+	}
 }
 
 static int make_seg_out(const struct nnp_vol *seg, const uint8_t *mask, const int64_t *shape,
 			const int64_t bbox[3][2], struct nnp_vol *out, const struct nnp_frame *imgf)
 {
 	int64_t nz = bbox[0][1] - bbox[0][0], ny = bbox[1][1] - bbox[1][0], nx = bbox[2][1] - bbox[2][0];
-	int64_t maxlab = 0;
+	size_t oes;
 	int rc;
 	nnp_vol_init(out);
 	if ((rc = nnp_frame_copy(&out->f, seg ? &seg->f : imgf)))
@@ -253,13 +286,7 @@ static int make_seg_out(const struct nnp_vol *seg, const uint8_t *mask, const in
 	snprintf(out->f.role, sizeof out->f.role, "%s", seg ? "label" : "mask");
 	if (out->f.props)
 		json_object_del(out->f.props, "channel_dtypes");
-	if (seg)
-		for (uint64_t i = 0; i < nnp_frame_nvox(&seg->f); i++) {
-			int64_t v = seg_at(seg, i);
-			if (v > maxlab)
-				maxlab = v;
-		}
-	out->f.dtype = maxlab > 127 ? NNP_I16 : NNP_I8;  /* nnU-Net: int8, int16 above 127 labels */
+	out->f.dtype = max_label(seg) > 127 ? NNP_I16 : NNP_I8;  /* nnU-Net: int8, int16 above 127 labels */
 	out->f.shape[0] = 1;
 	out->f.shape[1] = nz;
 	out->f.shape[2] = ny;
@@ -270,20 +297,26 @@ static int make_seg_out(const struct nnp_vol *seg, const uint8_t *mask, const in
 	shift_origin(&out->f, bbox, 1);
 	if ((rc = nnp_vol_alloc(out)))
 		return rc;
-	for (int64_t z = 0; z < nz; z++)
-		for (int64_t y = 0; y < ny; y++)
-			for (int64_t x = 0; x < nx; x++) {
+	oes = nnp_dtype_size(out->f.dtype);
+	int failed = 0;
+	#pragma omp parallel reduction(|:failed)
+	{
+		double *tmp = seg ? malloc((size_t)nx * sizeof *tmp) : NULL;
+		failed = seg && !tmp;
+		#pragma omp for schedule(static)
+		for (int64_t z = 0; z < nz; z++)
+			for (int64_t y = 0; y < ny && !failed; y++) {
 				uint64_t si = ((uint64_t)(z + bbox[0][0]) * (uint64_t)shape[1] + (uint64_t)(y + bbox[1][0])) *
-						      (uint64_t)shape[2] + (uint64_t)(x + bbox[2][0]);
-				uint64_t di = ((uint64_t)z * (uint64_t)ny + (uint64_t)y) * (uint64_t)nx + (uint64_t)x;
-				int64_t v = seg ? seg_at(seg, si) : 0;
-				if (v == 0 && !mask[si])
-					v = -1;
-				if (out->f.dtype == NNP_I8)
-					((int8_t *)out->data)[di] = (int8_t)v;
-				else
-					((int16_t *)out->data)[di] = (int16_t)v;
+						      (uint64_t)shape[2] + (uint64_t)bbox[2][0];
+				char *d = (char *)out->data + (((uint64_t)z * (uint64_t)ny + (uint64_t)y) * (uint64_t)nx) * oes;
+				seg_row(seg, mask + si, si, nx, out->f.dtype, d, tmp);
 			}
+		free(tmp);
+	}
+	if (failed) {
+		nnp_vol_release(out);
+		return nnp_err(NNP_ENOMEM, "out of memory cropping the label map");
+	}
 	return NNP_OK;
 }
 

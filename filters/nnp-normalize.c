@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 #include "caseio.h"
 #include "err.h"
@@ -16,10 +17,15 @@
 static const struct nnp_proginfo info = {
 	.name = "normalize",
 	.summary = "normalise image intensities per channel as nnU-Net does (CT, z-score, rescale, RGB, none)",
-	.usage = "  nnp normalize -p PLANS.json -c CONFIGURATION [STREAM]",
+	.usage = "  nnp normalize -p PLANS.json -c CONFIGURATION [STREAM]\n"
+		 "  nnp normalize --scheme S[,S...] [--fingerprint FILE] [--use-mask M[,M...]] [STREAM]",
 	.options =
 		"  -p, --plans FILE          nnUNetPlans.json (schemes, use_mask_for_norm, CT statistics)\n"
 		"  -c, --configuration NAME  e.g. 3d_fullres, 2d\n"
+		"      --scheme S,...        one per channel: ct, zscore, rescale, rgb, none (or the plans'\n"
+		"                            class names, e.g. CTNormalization)\n"
+		"      --fingerprint FILE    dataset_fingerprint.json (or plans) with the CT statistics\n"
+		"      --use-mask M,...      1 = z-score inside seg >= 0 only (default 0 for every channel)\n"
 		"  -j, --threads N           threads (default: NNP_THREADS or all cores)\n",
 	.details =
 		"Expects image frames each followed by the label or mask frame of its case (as\n"
@@ -30,15 +36,19 @@ static const struct nnp_proginfo info = {
 };
 
 struct cmdline {
-	const char *plans, *config, *input;
+	const char *plans, *config, *input, *schemes, *fingerprint, *use_mask;
 	int threads;
 };
 
 static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 {
+	enum { OPT_SCHEME = 256, OPT_FP, OPT_MASK };
 	static const struct option opts[] = {
 		{ "plans", required_argument, NULL, 'p' },
 		{ "configuration", required_argument, NULL, 'c' },
+		{ "scheme", required_argument, NULL, OPT_SCHEME },
+		{ "fingerprint", required_argument, NULL, OPT_FP },
+		{ "use-mask", required_argument, NULL, OPT_MASK },
 		{ "threads", required_argument, NULL, 'j' },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -49,14 +59,63 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		case 'p': cl->plans = optarg; break;
 		case 'c': cl->config = optarg; break;
 		case 'j': cl->threads = nnp_threads_from_arg(optarg); break;
+		case OPT_SCHEME: cl->schemes = optarg; break;
+		case OPT_FP: cl->fingerprint = optarg; break;
+		case OPT_MASK: cl->use_mask = optarg; break;
 		default: nnp_bad_option(argv);
 		}
 	}
-	if (!cl->plans || !cl->config)
-		nnp_usage_error("need -p PLANS.json and -c CONFIGURATION");
+	if (cl->schemes && (cl->plans || cl->config))
+		nnp_usage_error("give either -p/-c or --scheme, not both");
+	if (!cl->schemes && (!cl->plans || !cl->config))
+		nnp_usage_error("need -p PLANS.json and -c CONFIGURATION, or --scheme");
+	if (!cl->schemes && (cl->fingerprint || cl->use_mask))
+		nnp_usage_error("--fingerprint and --use-mask go with --scheme");
 	if (argc - optind > 1)
 		nnp_usage_error("at most one input stream");
 	cl->input = optind < argc ? argv[optind] : "-";
+}
+
+static const char *class_name(const char *s)
+{
+	static const char *const map[][2] = {
+		{ "ct", "CTNormalization" }, { "zscore", "ZScoreNormalization" },
+		{ "rescale", "RescaleTo01Normalization" }, { "rgb", "RGBTo01Normalization" },
+		{ "none", "NoNormalization" },
+	};
+	for (size_t i = 0; i < sizeof map / sizeof *map; i++)
+		if (!strcasecmp(s, map[i][0]))
+			return map[i][1];
+	return s;   /* a plans class name, checked by the library */
+}
+
+/* --scheme/--use-mask/--fingerprint -> a configuration object. */
+static int explicit_plan(const struct cmdline *cl, struct nnp_norm_plan *plan)
+{
+	json_t *cfg = json_object(), *sch = json_array(), *um = json_array(), *fp = NULL;
+	char *list = strdup(cl->schemes), *save = NULL, *masks = cl->use_mask ? strdup(cl->use_mask) : NULL;
+	char *m = masks ? strtok_r(masks, ",", &save) : NULL, *save2 = NULL;
+	int rc = NNP_OK;
+	for (char *t = strtok_r(list, ",", &save2); t; t = strtok_r(NULL, ",", &save2)) {
+		json_array_append_new(sch, json_string(class_name(t)));
+		json_array_append_new(um, json_boolean(m && !strcmp(m, "1")));
+		if (m && strcmp(m, "0") && strcmp(m, "1"))
+			rc = nnp_err(NNP_EUSAGE, "--use-mask takes 0 or 1 per channel, not '%s'", m);
+		if (m)
+			m = strtok_r(NULL, ",", &save);
+	}
+	json_object_set_new(cfg, "normalization_schemes", sch);
+	json_object_set_new(cfg, "use_mask_for_norm", um);
+	if (!rc && cl->fingerprint)
+		rc = nnp_json_load(cl->fingerprint, &fp);
+	if (!rc)
+		rc = nnp_norm_plan_from_config(cfg, fp ? json_object_get(fp, "foreground_intensity_properties_per_channel")
+						       : NULL, plan);
+	json_decref(fp);
+	json_decref(cfg);
+	free(list);
+	free(masks);
+	return rc;
 }
 
 static int normalize_case(const struct nnp_norm_plan *plan, const int tr[3], struct nnp_writer *w,
@@ -96,10 +155,17 @@ int main(int argc, char **argv)
 	if (!strcmp(cl.input, "-"))
 		nnp_refuse_tty_stdin();
 	nnp_refuse_tty_stdout();
-	if ((rc = nnp_json_load(cl.plans, &plans)) || (rc = nnp_transpose_from_plans(plans, tr)) ||
-	    (rc = nnp_norm_plan_from_plans(plans, cl.config, &plan)))
-		nnp_die(nnp_err_ctx(rc, "'%s'", cl.plans));
-	json_decref(plans);
+	if (cl.schemes) {
+		tr[0] = 0, tr[1] = 1, tr[2] = 2;
+		if ((rc = explicit_plan(&cl, &plan)))
+			nnp_die(rc);
+	} else {
+		if ((rc = nnp_json_load(cl.plans, &plans)))
+			nnp_die(rc);
+		if ((rc = nnp_transpose_from_plans(plans, tr)) || (rc = nnp_norm_plan_from_plans(plans, cl.config, &plan)))
+			nnp_die(nnp_err_ctx(rc, "'%s'", cl.plans));
+		json_decref(plans);
+	}
 	if (!(r = nnp_reader_open(cl.input)) || !(cr = nnp_case_reader_new(r)) ||
 	    !(w = nnp_writer_fd(STDOUT_FILENO, "<stdout>")))
 		nnp_die(NNP_EDATA);

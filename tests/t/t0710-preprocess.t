@@ -79,6 +79,21 @@ test_expect_success 'nnp preprocess: 2 channels, and --no-mask on a case without
 		nnp-preprocess --no-mask -p "$T_FIXTURES/Dataset903_MultiChannel/nnUNetPlans.json" -c 3d_fullres |
 		nnp-info -H | grep -c "^frame" | grep -qx 1
 '
+test_expect_success 'normalize with explicit parameters = the plans (CT; masked z-score, 2 channels)' '
+	nnp-read --dataset "$T_FIXTURES/raw/Dataset901_Spheres" --case sph_005 | nnp-crop >e5.nnp &&
+	nnp-normalize -p "$T_FIXTURES/Dataset901_Spheres/nnUNetPlans.json" -c 3d_fullres e5.nnp >e5a.nnp &&
+	nnp-normalize --scheme ct --fingerprint "$T_FIXTURES/Dataset901_Spheres/dataset_fingerprint.json" e5.nnp >e5b.nnp &&
+	cmp e5a.nnp e5b.nnp &&
+	nnp-read --dataset "$T_FIXTURES/raw/Dataset903_MultiChannel" --case mc_000 | nnp-crop >e0.nnp &&
+	nnp-normalize -p "$T_FIXTURES/Dataset903_MultiChannel/nnUNetPlans.json" -c 3d_fullres e0.nnp >e0a.nnp &&
+	nnp-normalize --scheme zscore,ZScoreNormalization --use-mask 1,1 e0.nnp >e0b.nnp &&
+	cmp e0a.nnp e0b.nnp &&
+	nnp-normalize --scheme zscore,zscore e0.nnp | cmp -s - e0a.nnp && exit 1
+	t_code 1 nnp-normalize --scheme ct e5.nnp && grep -q "foreground_intensity_properties" stderr &&
+	t_code 2 nnp-normalize --scheme ct -p x.json -c 3d_fullres e5.nnp &&
+	t_code 2 nnp-normalize --scheme zscore --use-mask 2 e5.nnp &&
+	t_code 1 nnp-normalize --scheme nosuch e5.nnp
+'
 test_expect_success 'resample --to-original returns to the cropped grid' '
 	nnp-resample --to-original <sph_007.3d_fullres.nnp | nnp-info --json -H | head -2 >orig.json &&
 	"$PYTHON" -c "
