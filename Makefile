@@ -27,7 +27,7 @@ WARN := -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes \
 ifeq ($(WERROR),1)
   WARN += -Werror
 endif
-OPT ?= -O2 -g
+OPT ?= -O3 -g
 CPPFLAGS += -D_GNU_SOURCE -Icommon -I/usr/include/nifti
 CFLAGS += -std=c11 $(OPT) $(WARN) -fopenmp -fPIC
 LDLIBS += -lnifti2 -lznz -lmsgpackc -ljansson -lz -lm -ldl -fopenmp

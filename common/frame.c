@@ -217,7 +217,7 @@ void nnp_vol_init(struct nnp_vol *v)
 int nnp_vol_alloc(struct nnp_vol *v)
 {
 	int rc = nnp_frame_validate(&v->f);
-	uint64_t n;
+	uint64_t n = 0;
 	if (rc)
 		return rc;
 	n = nnp_frame_nbytes(&v->f);
@@ -1136,7 +1136,7 @@ static void chunk_done(struct nnp_reader *r)
 
 int nnp_reader_chunk(struct nnp_reader *r, void *dst, size_t cap, int64_t *z0, int64_t *zs)
 {
-	uint64_t n;
+	uint64_t n = 0;
 	int rc;
 	if (!r->in_frame)
 		return 0;
@@ -1153,7 +1153,7 @@ int nnp_reader_chunk(struct nnp_reader *r, void *dst, size_t cap, int64_t *z0, i
 int nnp_reader_chunk_into(struct nnp_reader *r, struct nnp_vol *v)
 {
 	int64_t z0, zs;
-	uint64_t n, es = nnp_dtype_size(r->cur.dtype);
+	uint64_t n = 0, es = nnp_dtype_size(r->cur.dtype);
 	uint64_t plane = (uint64_t)r->cur.shape[2] * (uint64_t)r->cur.shape[3] * es;
 	int rc;
 	if (!r->in_frame)
@@ -1174,7 +1174,7 @@ int nnp_reader_index(struct nnp_reader *r, uint64_t *offsets)
 {
 	for (int64_t k = 0; r->in_frame; k++) {
 		int64_t z0, zs;
-		uint64_t n, inbuf;
+		uint64_t n = 0, inbuf;
 		int rc = chunk_header(r, &z0, &zs, &n);
 		if (rc)
 			return rc;
@@ -1251,7 +1251,7 @@ static int move_bytes(struct nnp_reader *r, int dst, const char *dname, uint64_t
 int nnp_reader_chunk_fd(struct nnp_reader *r, int dst_fd, const char *dst_name, uint64_t *nbytes)
 {
 	int64_t z0, zs;
-	uint64_t n, k;
+	uint64_t n = 0, k;
 	int rc;
 	if (!r->in_frame)
 		return 0;
@@ -1276,7 +1276,7 @@ int nnp_reader_skip(struct nnp_reader *r)
 	unsigned char tmp[1 << 15];
 	while (r->in_frame) {
 		int64_t z0, zs;
-		uint64_t n;
+		uint64_t n = 0;
 		int rc = chunk_header(r, &z0, &zs, &n);
 		if (rc)
 			return rc;
@@ -1407,7 +1407,7 @@ static int chunk_slabs(struct nnp_writer *w, int64_t zs, unsigned char *h)
 {
 	int64_t want = w->cur.shape[1] - w->next_z < w->cur.chunk_slices ? w->cur.shape[1] - w->next_z
 									     : w->cur.chunk_slices;
-	uint64_t n;
+	uint64_t n = 0;
 	if (!w->in_frame)
 		return nnp_err(NNP_EINTERNAL, "chunk written outside a frame");
 	if (zs != want)
