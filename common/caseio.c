@@ -1,5 +1,6 @@
 /* caseio.c — image + label/mask pairing with one header of look-ahead. */
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include "caseio.h"
 #include "err.h"
@@ -110,4 +111,25 @@ int nnp_case_next(struct nnp_case_reader *cr, struct nnp_vol *img, struct nnp_vo
 fail:
 	nnp_vol_release(img);
 	return rc;
+}
+
+int nnp_case_io_open(struct nnp_case_io *io, const char *in, int allow_orphans)
+{
+	memset(io, 0, sizeof *io);
+	if (!(io->r = nnp_reader_open(in)))
+		return NNP_EDATA;
+	if (!(io->cr = nnp_case_reader_new(io->r)) || !(io->w = nnp_writer_fd(STDOUT_FILENO, "<stdout>"))) {
+		nnp_case_io_close(io);
+		return NNP_ENOMEM;
+	}
+	nnp_case_reader_allow_orphans(io->cr, allow_orphans);
+	return NNP_OK;
+}
+
+void nnp_case_io_close(struct nnp_case_io *io)
+{
+	nnp_case_reader_free(io->cr);
+	nnp_reader_free(io->r);
+	nnp_writer_free(io->w);
+	memset(io, 0, sizeof *io);
 }

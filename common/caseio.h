@@ -27,6 +27,16 @@ enum { NNP_ITEM_END = 0, NNP_ITEM_CASE = 1, NNP_ITEM_OTHER = 2 };
  * the image of its case is an NNP_EDATA error unless orphans are allowed. */
 int nnp_case_next(struct nnp_case_reader *cr, struct nnp_vol *img, struct nnp_vol *seg, int *has_seg);
 
+/* The I/O of a case-by-case filter: a stream in (path or "-"), cases read
+ * from it, frames written to stdout. */
+struct nnp_case_io {
+	struct nnp_reader *r;
+	struct nnp_case_reader *cr;
+	struct nnp_writer *w;
+};
+int nnp_case_io_open(struct nnp_case_io *io, const char *in, int allow_orphans);
+void nnp_case_io_close(struct nnp_case_io *io);
+
 /* True for the roles that mark voxels of a case: "label", "mask". */
 int nnp_role_is_seg(const char *role);
 

@@ -59,9 +59,7 @@ static int crop_case(struct nnp_writer *w, struct nnp_vol *img, struct nnp_vol *
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = { { "no-mask", no_argument, NULL, 'm' }, { NULL, 0, NULL, 0 } };
-	struct nnp_reader *r;
-	struct nnp_case_reader *cr;
-	struct nnp_writer *w;
+	struct nnp_case_io io;
 	struct nnp_vol img, seg;
 	const char *in = "-";
 	int c, rc, has_seg, no_mask = 0;
@@ -80,22 +78,19 @@ int main(int argc, char **argv)
 	if (!strcmp(in, "-"))
 		nnp_refuse_tty_stdin();
 	nnp_refuse_tty_stdout();
-	if (!(r = nnp_reader_open(in)) || !(cr = nnp_case_reader_new(r)) ||
-	    !(w = nnp_writer_fd(STDOUT_FILENO, "<stdout>")))
-		nnp_die(NNP_EDATA);
-	while ((rc = nnp_case_next(cr, &img, &seg, &has_seg)) > 0) {
+	if ((rc = nnp_case_io_open(&io, in, 0)))
+		nnp_die(rc);
+	while ((rc = nnp_case_next(io.cr, &img, &seg, &has_seg)) > 0) {
 		if (rc == NNP_ITEM_CASE)
-			rc = crop_case(w, &img, has_seg ? &seg : NULL, no_mask);
+			rc = crop_case(io.w, &img, has_seg ? &seg : NULL, no_mask);
 		else
-			rc = nnp_writer_volume(w, &img);   /* other roles pass through */
+			rc = nnp_writer_volume(io.w, &img);   /* other roles pass through */
 		nnp_vol_release(&img);
 		nnp_vol_release(&seg);
 		if (rc)
 			break;
 	}
-	nnp_case_reader_free(cr);
-	nnp_reader_free(r);
-	nnp_writer_free(w);
+	nnp_case_io_close(&io);
 	if (rc)
 		nnp_die(rc);
 	return nnp_close_stdout();

@@ -142,9 +142,7 @@ int main(int argc, char **argv)
 {
 	struct cmdline cl;
 	struct nnp_norm_plan plan = { 0 };
-	struct nnp_reader *r;
-	struct nnp_case_reader *cr;
-	struct nnp_writer *w;
+	struct nnp_case_io io;
 	struct nnp_vol img, seg;
 	json_t *plans;
 	int rc, has_seg, tr[3];
@@ -166,20 +164,16 @@ int main(int argc, char **argv)
 			nnp_die(nnp_err_ctx(rc, "'%s'", cl.plans));
 		json_decref(plans);
 	}
-	if (!(r = nnp_reader_open(cl.input)) || !(cr = nnp_case_reader_new(r)) ||
-	    !(w = nnp_writer_fd(STDOUT_FILENO, "<stdout>")))
-		nnp_die(NNP_EDATA);
-	nnp_case_reader_allow_orphans(cr, 1);   /* a lone label passes through */
-	while ((rc = nnp_case_next(cr, &img, &seg, &has_seg)) > 0) {
-		rc = rc == NNP_ITEM_CASE ? normalize_case(&plan, tr, w, &img, &seg, has_seg) : nnp_writer_volume(w, &img);
+	if ((rc = nnp_case_io_open(&io, cl.input, 1)))
+		nnp_die(rc);
+	while ((rc = nnp_case_next(io.cr, &img, &seg, &has_seg)) > 0) {
+		rc = rc == NNP_ITEM_CASE ? normalize_case(&plan, tr, io.w, &img, &seg, has_seg) : nnp_writer_volume(io.w, &img);
 		nnp_vol_release(&img);
 		nnp_vol_release(&seg);
 		if (rc)
 			break;
 	}
-	nnp_case_reader_free(cr);
-	nnp_reader_free(r);
-	nnp_writer_free(w);
+	nnp_case_io_close(&io);
 	nnp_norm_plan_release(&plan);
 	if (rc)
 		nnp_die(rc);

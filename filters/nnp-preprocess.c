@@ -208,8 +208,7 @@ int main(int argc, char **argv)
 {
 	struct cmdline cl;
 	struct ctx x = { 0 };
-	struct nnp_reader *r;
-	struct nnp_case_reader *cr;
+	struct nnp_case_io io;
 	struct nnp_vol img, seg;
 	int rc, has_seg;
 
@@ -221,19 +220,17 @@ int main(int argc, char **argv)
 	nnp_refuse_tty_stdout();
 	if ((rc = load_ctx(&cl, &x)))
 		nnp_die(rc);
-	if (!(r = nnp_reader_open(cl.input)) || !(cr = nnp_case_reader_new(r)) ||
-	    !(x.w = nnp_writer_fd(STDOUT_FILENO, "<stdout>")))
-		nnp_die(NNP_EDATA);
-	while ((rc = nnp_case_next(cr, &img, &seg, &has_seg)) > 0) {
+	if ((rc = nnp_case_io_open(&io, cl.input, 0)))
+		nnp_die(rc);
+	x.w = io.w;
+	while ((rc = nnp_case_next(io.cr, &img, &seg, &has_seg)) > 0) {
 		rc = rc == NNP_ITEM_CASE ? run_case(&x, &img, &seg, has_seg) : nnp_writer_volume(x.w, &img);
 		nnp_vol_release(&img);
 		nnp_vol_release(&seg);
 		if (rc)
 			break;
 	}
-	nnp_case_reader_free(cr);
-	nnp_reader_free(r);
-	nnp_writer_free(x.w);
+	nnp_case_io_close(&io);
 	nnp_norm_plan_release(&x.norm);
 	json_decref(x.labels);
 	if (rc)

@@ -230,9 +230,7 @@ static int resample_case(const struct cmdline *cl, struct nnp_writer *w, const s
 int main(int argc, char **argv)
 {
 	struct cmdline cl;
-	struct nnp_reader *r;
-	struct nnp_case_reader *cr;
-	struct nnp_writer *w;
+	struct nnp_case_io io;
 	struct nnp_vol img, seg;
 	int rc, has_seg;
 
@@ -244,24 +242,20 @@ int main(int argc, char **argv)
 	nnp_refuse_tty_stdout();
 	if (cl.mode == BY_PLANS && (rc = load_plans(&cl)))
 		nnp_die(rc);
-	if (!(r = nnp_reader_open(cl.input)) || !(cr = nnp_case_reader_new(r)) ||
-	    !(w = nnp_writer_fd(STDOUT_FILENO, "<stdout>")))
-		nnp_die(NNP_EDATA);
-	nnp_case_reader_allow_orphans(cr, 1);
-	while ((rc = nnp_case_next(cr, &img, &seg, &has_seg)) > 0) {
+	if ((rc = nnp_case_io_open(&io, cl.input, 1)))
+		nnp_die(rc);
+	while ((rc = nnp_case_next(io.cr, &img, &seg, &has_seg)) > 0) {
 		if (rc == NNP_ITEM_CASE || (cl.mode != BY_PLANS && strcmp(img.f.role, "class_locations"))) {
-			rc = resample_case(&cl, w, &img, &seg, has_seg);
+			rc = resample_case(&cl, io.w, &img, &seg, has_seg);
 		} else {
-			rc = nnp_writer_volume(w, &img);
+			rc = nnp_writer_volume(io.w, &img);
 		}
 		nnp_vol_release(&img);
 		nnp_vol_release(&seg);
 		if (rc)
 			break;
 	}
-	nnp_case_reader_free(cr);
-	nnp_reader_free(r);
-	nnp_writer_free(w);
+	nnp_case_io_close(&io);
 	if (rc)
 		nnp_die(rc);
 	return nnp_close_stdout();
