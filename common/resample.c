@@ -1561,3 +1561,22 @@ int nnp_resample_to_shape(const struct nnp_vol *in, const int64_t new_shape[3], 
 	o.separate_z = nnp_resample_separate_z(force_separate_z, current_spacing, new_spacing, &o.axis);
 	return nnp_resample_vol(in, new_shape, new_spacing, &o, out);
 }
+
+int nnp_resample_step(const struct nnp_vol *in, const int64_t new_shape[3], const double new_spacing[3], int is_seg,
+		      int order, int order_z, int force_separate_z, struct nnp_vol *out)
+{
+	json_t *p;
+	int rc = nnp_resample_to_shape(in, new_shape, in->f.spacing, new_spacing, is_seg, order, order_z,
+				       force_separate_z, out);
+	if (rc)
+		return rc;
+	memcpy(out->f.spacing, new_spacing, 3 * sizeof *new_spacing);
+	if (!(p = nnp_frame_props(&out->f))) {
+		nnp_vol_release(out);
+		return nnp_err(NNP_ENOMEM, "out of memory");
+	}
+	if (!json_object_get(p, "spacing_before_resampling"))
+		json_object_set_new(p, "spacing_before_resampling",
+				    json_pack("[f,f,f]", in->f.spacing[0], in->f.spacing[1], in->f.spacing[2]));
+	return NNP_OK;
+}

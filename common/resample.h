@@ -94,6 +94,13 @@ void nnp_resample_opts_init(struct nnp_resample_opts *o);
 int nnp_resample_vol(const struct nnp_vol *in, const int64_t new_shape[3], const double new_spacing[3],
 		     const struct nnp_resample_opts *o, struct nnp_vol *out);
 
+/* The preprocessing step on a frame: nnp_resample_to_shape from the frame's
+ * own spacing to new_spacing, then the output spacing set exactly to
+ * new_spacing and props.spacing_before_resampling recorded (first
+ * resampling only), which 'nnp resample --to-original' reads back. */
+int nnp_resample_step(const struct nnp_vol *in, const int64_t new_shape[3], const double new_spacing[3], int is_seg,
+		      int order, int order_z, int force_separate_z, struct nnp_vol *out);
+
 /* resample_data_or_seg_to_shape(data, new_shape, current_spacing,
  * new_spacing, is_seg, order, order_z, force_separate_z). */
 int nnp_resample_to_shape(const struct nnp_vol *in, const int64_t new_shape[3], const double current_spacing[3],

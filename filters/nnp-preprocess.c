@@ -118,19 +118,12 @@ static int resample_inplace(const struct ctx *x, struct nnp_vol *v, const double
 			    int seg)
 {
 	struct nnp_vol out;
-	double before[3];
-	int rc;
-	memcpy(before, v->f.spacing, sizeof before);
-	rc = nnp_resample_to_shape(v, shape, v->f.spacing, sp, seg, seg ? x->seg_order : x->order,
-				   seg ? x->seg_order_z : x->order_z, seg ? x->seg_force : x->force, &out);
+	int rc = nnp_resample_step(v, shape, sp, seg, seg ? x->seg_order : x->order, seg ? x->seg_order_z : x->order_z,
+				   seg ? x->seg_force : x->force, &out);
 	if (rc)
 		return rc;
 	nnp_vol_release(v);
 	*v = out;
-	memcpy(v->f.spacing, sp, 3 * sizeof *sp);
-	if (!json_object_get(nnp_frame_props(&v->f), "spacing_before_resampling"))
-		json_object_set_new(v->f.props, "spacing_before_resampling",
-				    json_pack("[f,f,f]", before[0], before[1], before[2]));
 	return NNP_OK;
 }
 

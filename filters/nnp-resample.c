@@ -174,35 +174,18 @@ static int target(const struct cmdline *cl, const struct nnp_frame *f, double sp
 	}
 }
 
-static int record(struct nnp_frame *f, const double before[3])
-{
-	json_t *p = nnp_frame_props(f);
-	if (!p)
-		return nnp_err(NNP_ENOMEM, "out of memory");
-	if (!json_object_get(p, "spacing_before_resampling"))
-		json_object_set_new(p, "spacing_before_resampling", json_pack("[f,f,f]", before[0], before[1], before[2]));
-	return NNP_OK;
-}
-
 static int resample_one(const struct cmdline *cl, struct nnp_writer *w, const struct nnp_vol *v, const double sp[3],
 			const int64_t shape[3])
 {
 	struct nnp_vol out;
 	int seg = nnp_role_is_seg(v->f.role);
-	int rc = nnp_resample_to_shape(v, shape, v->f.spacing, sp, seg, seg ? cl->seg_order : cl->order,
-				       seg ? cl->seg_order_z : cl->order_z, seg ? cl->seg_force : cl->separate_z,
-				       &out);
+	int rc = nnp_resample_step(v, shape, sp, seg, seg ? cl->seg_order : cl->order,
+				   seg ? cl->seg_order_z : cl->order_z, seg ? cl->seg_force : cl->separate_z, &out);
 	if (rc)
 		return rc;
-	memcpy(out.f.spacing, sp, 3 * sizeof *sp);
-	if (cl->mode == TO_ORIGINAL) {
-		if (out.f.props)
-			json_object_del(out.f.props, "spacing_before_resampling");
-	} else {
-		rc = record(&out.f, v->f.spacing);
-	}
-	if (!rc)
-		rc = nnp_writer_volume(w, &out);
+	if (cl->mode == TO_ORIGINAL)   /* back on the original grid: nothing left to undo */
+		json_object_del(out.f.props, "spacing_before_resampling");
+	rc = nnp_writer_volume(w, &out);
 	nnp_vol_release(&out);
 	return rc;
 }
