@@ -786,7 +786,7 @@ static int listing_add(struct listing *L, const char *dir, const char *name, siz
 	struct entry *e;
 
 	if (len <= fel + 5)
-		return nnp_err(NNP_EDATA, "'%s/%s': name too short for CASE_NNNN%s", dir, name,
+		return nnp_err(NNP_EDATA, "'%s/%s': name too short for CASE_XXXX%s", dir, name,
 			       name + len - fel);
 	if (has_ctrl(name))
 		return nnp_err(NNP_EDATA, "'%s': file name with control characters", dir);

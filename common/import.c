@@ -24,7 +24,7 @@
 
 #define COPY_CHUNK ((size_t)8 << 20)   /* bytes per copy / conversion step */
 #define LABELS_MAX 65536
-#define CHANNELS_MAX 9999              /* _NNNN suffixes */
+#define CHANNELS_MAX 9999              /* _XXXX suffixes */
 #define UNPAIRED_SHOWN 4               /* unpaired files named in the message */
 
 static int oom(void)
@@ -419,7 +419,7 @@ static int list_folder(struct imp *m, const char *dir, int skip_underscore, stru
 /* ------------------------------------------------------------------ */
 /* grouping files into cases                                           */
 
-/* stem = CASE_NNNN: *caselen = strlen(CASE), *num = NNNN. */
+/* stem = CASE_XXXX: *caselen = strlen(CASE), *num = XXXX. */
 static int channel_suffix(const char *stem, size_t *caselen, int *num)
 {
 	size_t n = strlen(stem);
@@ -532,7 +532,7 @@ static int group_channels(struct imp *m, const struct srclist *s, struct caselis
 		f[k].stem = s->v[k].stem;
 		f[k].idx = k;
 		if (!channel_suffix(s->v[k].stem, &f[k].caselen, &f[k].num)) {
-			snprintf(c->why, sizeof c->why, "'%s' has no _NNNN channel suffix",
+			snprintf(c->why, sizeof c->why, "'%s' has no _XXXX channel suffix",
 				 s->v[k].path);
 			free(f);
 			return 0;
@@ -806,7 +806,7 @@ static int plan_images(struct imp *m, const struct srclist *s, const struct case
 				       c->why, c->why[0] ? ")" : "");
 		if (!c->whole && h.shape[0] != 1)
 			return nnp_err(NNP_EDATA, "'%s' has %lld volumes, but a channel file "
-				       "(CASE_NNNN) must hold one", f->path, (long long)h.shape[0]);
+				       "(CASE_XXXX) must hold one", f->path, (long long)h.shape[0]);
 		if (q == 0)
 			*grid = h;
 		else if (!same_grid(&h, grid))

@@ -3,7 +3,7 @@
  * (nnunet-facts.md §1.1, §1.2; docs/import.md).
  *
  * The dataset is built in a hidden temporary folder next to its final
- * place (OUT/.Dataset<id>_<name>.tmpPID) and renamed into place at the end,
+ * place (OUT/.DatasetXXX_Name.tmpPID) and renamed into place at the end,
  * so a failure or an interruption (o->stop) leaves nothing half-written.
  * Everything is checked before the first byte is copied: case ids, image /
  * label pairing, that every file is a readable NIfTI header, channel counts

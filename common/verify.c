@@ -858,7 +858,7 @@ static int check_json(struct ds *d, struct flist *l, int *fatal)
 struct vcase {
 	char *id;
 	char **images;        /* existing channel files, channel order */
-	int *chnum;           /* their _NNNN numbers (folder mode), else NULL */
+	int *chnum;           /* their _XXXX numbers (folder mode), else NULL */
 	size_t nimages;
 	char *label;          /* existing label file, NULL if none */
 	struct flist f;       /* this case's findings */
@@ -1188,7 +1188,7 @@ static int free_channel(const struct vcase *c)
 	return k;
 }
 
-/* A file in imagesTr that ends with file_ending but is not CASE_NNNN:
+/* A file in imagesTr that ends with file_ending but is not CASE_XXXX:
  * either the suffix has the wrong number of digits ("case_001_001") or
  * there is none ("case_001", a case id or the name of a label file). */
 static void misnamed_image(const struct ds *d, struct cases *cs, struct flist *l, const char *dir,
@@ -1211,20 +1211,20 @@ static void misnamed_image(const struct ds *d, struct cases *cs, struct flist *l
 			sfmt(fix, sizeof fix, "rename it to '%.*s_%04ld%s'", (int)(n - k - 1), name, num,
 			     d->ending);
 		else
-			sfmt(fix, sizeof fix, "rename it to CASE_NNNN%s with 4 digits", d->ending);
+			sfmt(fix, sizeof fix, "rename it to CASE_XXXX%s with 4 digits", d->ending);
 		finding(l, NNP_SEV_ERROR, "file-name", path, NULL, fix, "channel suffix '_%.*s' must "
-			"have 4 digits (CASE_NNNN%s); nnU-Net does not find this file", (int)k,
+			"have 4 digits (CASE_XXXX%s); nnU-Net does not find this file", (int)k,
 			name + n - k, d->ending);
 	} else {
 		sfmt(fix, sizeof fix, "rename it to '%.*s_%04d%s' (label maps belong in labelsTr)",
 		     (int)n, name, free_channel(self), d->ending);
-		finding(l, NNP_SEV_ERROR, "file-name", path, NULL, fix, "no _NNNN channel suffix: image "
-			"files are named CASE_NNNN%s; nnU-Net does not find this file", d->ending);
+		finding(l, NNP_SEV_ERROR, "file-name", path, NULL, fix, "no _XXXX channel suffix: image "
+			"files are named CASE_XXXX%s; nnU-Net does not find this file", d->ending);
 	}
 	free(path);
 }
 
-/* A channel file name CASE_NNNN<ending>: the id length and the number. */
+/* A channel file name CASE_XXXX<ending>: the id length and the number. */
 static int channel_name(const struct ds *d, const char *name, size_t *idlen, int *num)
 {
 	size_t stem = strlen(name) - strlen(d->ending);
@@ -1522,7 +1522,7 @@ static int folder_cases(struct ds *d, struct cases *cs, struct flist *top)
 	}
 	if (!nnp_is_dir(img)) {
 		finding(top, NNP_SEV_ERROR, "images-folder", img, NULL,
-			sfmt(fix, sizeof fix, "put the training images in imagesTr/ as CASE_NNNN%s (or "
+			sfmt(fix, sizeof fix, "put the training images in imagesTr/ as CASE_XXXX%s (or "
 			     "list them in a \"dataset\" dict in dataset.json)", d->ending),
 			"missing: the training images folder");
 		goto out;
@@ -1533,8 +1533,8 @@ static int folder_cases(struct ds *d, struct cases *cs, struct flist *top)
 	check_count(d, cs, top);
 	if (!cs->n && !folder_error)
 		finding(top, NNP_SEV_ERROR, "images-folder", img, NULL,
-			sfmt(fix, sizeof fix, "add the training images as CASE_NNNN%s", d->ending),
-			"no image files CASE_NNNN%s", d->ending);
+			sfmt(fix, sizeof fix, "add the training images as CASE_XXXX%s", d->ending),
+			"no image files CASE_XXXX%s", d->ending);
 	if (!nnp_is_dir(lab)) {
 		finding(top, NNP_SEV_ERROR, "labels-folder", lab, NULL,
 			sfmt(fix, sizeof fix, "put one label map per case in labelsTr/ as CASE%s", d->ending),

@@ -21,7 +21,7 @@ static const struct nnp_proginfo info = {
 		"DATASET is a dataset folder, a name like Dataset901_Spheres or an id like\n"
 		"901; names and ids are looked up in $nnUNet_raw.\n"
 		"Cases are listed like nnU-Net does: the files of imagesTr (or imagesTs)\n"
-		"ending in dataset.json's file_ending, minus the _NNNN channel suffix, in\n"
+		"ending in dataset.json's file_ending, minus the _XXXX channel suffix, in\n"
 		"byte order; or the order of the \"dataset\" list in dataset.json.\n"
 		"\n"
 		"Examples:\n"

@@ -39,7 +39,7 @@ static const struct nnp_proginfo info = {
 		"      --file-ending E    .nii.gz (default) or .nii; other inputs are converted\n"
 		"  -f, --force            replace an existing DatasetXXX_NAME folder\n",
 	.details =
-		"Case ids are the file names without their ending (and without _NNNN for\n"
+		"Case ids are the file names without their ending (and without _XXXX for\n"
 		"channel files).  Every image needs a label and every label an image; the\n"
 		"files are checked (readable NIfTI headers, channel counts, each label of\n"
 		"its image's shape) before anything is written.  The dataset is built in a\n"
