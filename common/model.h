@@ -1,0 +1,65 @@
+/* model.h — a trained model: plans, dataset.json, configuration and the
+ * networks of its folds, ready to run (nnunet-facts §9.1).
+ *
+ * A model is read from an nnU-Net results folder
+ * ($nnUNet_results/DatasetXXX/TRAINER__PLANS__CONFIG: plans.json,
+ * dataset.json, fold_N/checkpoint_final.pth) through the restricted
+ * checkpoint reader (pth.h): every tensor the architecture needs must be
+ * present with exactly the shape the plans imply, else NNP_EDATA naming the
+ * checkpoint and the tensor.  The configuration comes from the first
+ * checkpoint's init_args (or the folder name), the mirror axes from
+ * inference_allowed_mirroring_axes.
+ *
+ * Ownership: nnp_model_open returns a model the caller frees with
+ * nnp_model_free (NULL is a no-op).  It owns its JSON documents, the graph
+ * and one engine per fold; checkpoints are released after loading.
+ */
+#ifndef NNP_MODEL_H
+#define NNP_MODEL_H
+
+#include <jansson.h>
+
+#include "engine.h"
+#include "net.h"
+
+#define NNP_MODEL_MAX_FOLDS 32
+
+struct nnp_model {
+	char *dir;
+	char *config;                  /* configuration name, e.g. "3d_fullres" */
+	char *trainer;                 /* trainer_name of the first checkpoint */
+	json_t *plans, *dataset;
+	struct nnp_net_arch arch;
+	struct nnp_net_graph graph;
+	int patch_ndim;                /* 2 or 3 */
+	int64_t patch[3];
+	int n_mirror_axes;             /* -1: none recorded (nnU-Net then uses none) */
+	int mirror_axes[3];
+	int has_regions;
+	int nfolds;
+	char *fold_names[NNP_MODEL_MAX_FOLDS];
+	struct nnp_engine *engines[NNP_MODEL_MAX_FOLDS];
+};
+
+struct nnp_model_opts {
+	const char *const *folds;      /* "0".."N" or "all"; NULL = 0 1 2 3 4 */
+	int nfolds;
+	const char *checkpoint;        /* NULL = checkpoint_final.pth */
+	const char *config;            /* expected configuration, NULL = any */
+	struct nnp_engine_opts engine;
+};
+
+int nnp_model_open(const char *dir, const struct nnp_model_opts *o, struct nnp_model **out);
+void nnp_model_free(struct nnp_model *m);
+
+/* Number of network outputs for a dataset.json (nnunet-facts §1.2): the
+ * number of foreground regions with regions, else len(all_labels);
+ * *regions set when regions are used.  NNP_EDATA for a bad labels entry. */
+int nnp_model_num_heads(const json_t *dataset, int *heads, int *regions);
+
+/* The parameter source over a loaded checkpoint (pth.h): exact shapes,
+ * float32/float16/bfloat16 tensors converted, a leading "module." accepted. */
+struct nnp_pth;
+struct nnp_param_src nnp_model_pth_params(struct nnp_pth *p);
+
+#endif
