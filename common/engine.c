@@ -2,6 +2,7 @@
 #include "engine.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +51,9 @@ struct nnp_engine {
 	struct nnp_net_graph g;
 	struct opw *w;
 	enum nnp_precision prec;
-	int block;
+	int block;              /* fp32: channel block of nCdhw16c / nCdhw8c */
+	int nxc;                /* bf16: channels-last activations (what AMX kernels take) */
+	int profile;            /* NNP_ENGINE_PROFILE set: time every step on stderr */
 	dnnl_engine_t eng;
 	dnnl_stream_t stream;
 	struct plan plan;
@@ -256,6 +259,52 @@ static int act_md(const struct nnp_engine *e, const struct plan *p, int t, dnnl_
 	return NNP_OK;
 }
 
+static int is_output(const struct nnp_net_graph *g, int t)
+{
+	if (t == g->out)
+		return 1;
+	for (int k = 0; k < g->n_ds; k++)
+		if (g->ds_out[k] == t)
+			return 1;
+	return 0;
+}
+
+/* Activations are bfloat16 in a bf16 run, except the input and the logits. */
+static int t_bf16(const struct nnp_engine *e, int t)
+{
+	return e->prec == NNP_PREC_BF16 && t != 0 && !is_output(&e->g, t);
+}
+
+static dnnl_data_type_t t_dt(const struct nnp_engine *e, int t)
+{
+	return t_bf16(e, t) ? dnnl_bf16 : dnnl_f32;
+}
+
+static dnnl_format_tag_t t_tag(const struct nnp_engine *e, int t)
+{
+	int nd = e->g.arch.ndim;
+	if (t == 0)
+		return plain_tag(nd);
+	if (e->nxc)
+		return nd == 3 ? dnnl_ndhwc : dnnl_nhwc;
+	return blocked_tag(nd, e->block);
+}
+
+static int t_md(const struct nnp_engine *e, const struct plan *p, int t, dnnl_memory_desc_t *md)
+{
+	return act_md(e, p, t, t_dt(e, t), t_tag(e, t), md);
+}
+
+/* Lanes B and channel blocks Cb of a tensor: element (n, c, s) sits at
+ * ((n * Cb + c / B) * S + s) * B + c % B (nCdhw16c: B = 16; channels-last:
+ * B = C, Cb = 1). */
+static void t_lanes(const struct nnp_engine *e, int t, int *B, int *Cb)
+{
+	int C = e->g.tensors[t].channels;
+	*B = e->nxc ? C : e->block;
+	*Cb = (C + *B - 1) / *B;
+}
+
 /* Liveness-based buffer reuse: tensor t gets buffer buf[t]; sizes[] grow
  * to the largest tensor assigned.  Shared by the plan and the estimate. */
 struct bufplan {
@@ -323,8 +372,8 @@ static int assign_buffers(const struct nnp_net_graph *g, const size_t *tbytes, s
 	return NNP_OK;
 }
 
-static size_t blocked_bytes(const struct nnp_net_graph *g, int t, int n, const int64_t tsp[][3], int block,
-			    size_t esize)
+static size_t tensor_bytes(const struct nnp_net_graph *g, int t, int n, const int64_t tsp[][3], int block,
+			   size_t esize)
 {
 	size_t c = (size_t)((g->tensors[t].channels + block - 1) / block * block), v = 1;
 	for (int d = 0; d < g->arch.ndim; d++)
@@ -346,12 +395,13 @@ uint64_t nnp_engine_mem_estimate(const struct nnp_net_graph *g, int n, const int
 	size_t *tb = calloc((size_t)g->ntensors, sizeof *tb);
 	struct bufplan bp = { 0 };
 	uint64_t total = 0;
-	(void)prec;
 	if (!tb)
 		return UINT64_MAX;
 	level_shapes(&g->arch, spatial, tsp);
-	for (int t = 1; t < g->ntensors; t++)
-		tb[t] = blocked_bytes(g, t, n, tsp, 16, sizeof(float));
+	for (int t = 1; t < g->ntensors; t++) {
+		int bf = prec == NNP_PREC_BF16 && !is_output(g, t);
+		tb[t] = tensor_bytes(g, t, n, tsp, bf ? 1 : 16, bf ? 2 : sizeof(float));
+	}
 	if (assign_buffers(g, tb, &bp) == NNP_OK)
 		for (int b = 0; b < bp.nbuf; b++)
 			total += bp.size[b];
@@ -484,8 +534,7 @@ static int conv_prim(struct nnp_engine *e, struct plan *p, int opi, int src_t, c
 	dnnl_exec_arg_t args[MAXARGS];
 	int na = 0;
 
-	if ((rc = act_md(e, p, src_t, conv_dt(e), dnnl_format_tag_any, &any_src)) ||
-	    (rc = act_md(e, p, op->out, dnnl_f32, blocked_tag(nd, e->block), &dst)))
+	if ((rc = act_md(e, p, src_t, conv_dt(e), dnnl_format_tag_any, &any_src)) || (rc = t_md(e, p, op->out, &dst)))
 		return rc;
 	wd[0] = cout;
 	wd[1] = cin;
@@ -556,8 +605,7 @@ static int deconv_prim(struct nnp_engine *e, struct plan *p, int opi)
 	dnnl_exec_arg_t args[MAXARGS];
 	int na = 0;
 
-	if ((rc = act_md(e, p, op->in, conv_dt(e), dnnl_format_tag_any, &any_src)) ||
-	    (rc = act_md(e, p, op->out, dnnl_f32, blocked_tag(nd, e->block), &dst)))
+	if ((rc = act_md(e, p, op->in, conv_dt(e), dnnl_format_tag_any, &any_src)) || (rc = t_md(e, p, op->out, &dst)))
 		return rc;
 	/* oneDNN's logical weight dims are (out, in, k); the user array is (in, out, k) = iodhw */
 	wd[0] = cout;
@@ -610,8 +658,7 @@ static int pool_prim(struct nnp_engine *e, struct plan *p, int opi)
 	dnnl_dims_t k, st, pad = { 0 };
 	dnnl_exec_arg_t args[2];
 
-	if ((rc = act_md(e, p, op->in, dnnl_f32, blocked_tag(nd, e->block), &src)) ||
-	    (rc = act_md(e, p, op->out, dnnl_f32, blocked_tag(nd, e->block), &dst)))
+	if ((rc = t_md(e, p, op->in, &src)) || (rc = t_md(e, p, op->out, &dst)))
 		return rc;
 	for (int d = 0; d < nd; d++) {
 		k[d] = op->kernel[d];
@@ -632,25 +679,134 @@ static int pool_prim(struct nnp_engine *e, struct plan *p, int opi)
 
 #define NORM_CHUNK 8192
 
-static inline void lane_sums(const float *x, int64_t len, int B, double *s, double *q)
+static inline float bf16_to_f32(uint16_t h)
 {
-	double ls[16] = { 0 }, lq[16] = { 0 };
-	for (int64_t v = 0; v < len; v++)
-		for (int b = 0; b < 16; b++) {
-			if (b < B) {
-				double t = x[v * B + b];
-				ls[b] += t;
-				lq[b] += t * t;
-			}
+	uint32_t u = (uint32_t)h << 16;
+	float f;
+	memcpy(&f, &u, sizeof f);
+	return f;
+}
+
+static inline uint16_t f32_to_bf16(float f)
+{
+	union { float f; uint32_t u; } v = { f };
+	uint32_t r = v.u + 0x7fffu + ((v.u >> 16) & 1u); /* round to nearest even */
+	return (uint16_t)(((v.u & 0x7fffffffu) > 0x7f800000u ? v.u | 0x400000u : r) >> 16); /* NaN stays NaN */
+}
+
+/* The elements of one (sample, channel block) chunk: len voxels x B lanes. */
+struct lanes {
+	void *x;        /* float or uint16_t (bf16) */
+	int bf16;
+	int64_t len;
+	int B, nvalid;  /* lanes, of which the first nvalid are real channels */
+};
+
+/* Hot loops are compiled for AVX-512 and AVX2 too and picked at run time
+ * (the rest of the build targets the baseline x86-64). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(NNP_NO_CLONES)
+#define HOT __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define HOT
+#endif
+
+/* Sums over len voxels of 16 lanes starting at x (voxel stride B), in
+ * registers; the generic tail handles nb < 16 lanes. */
+#define SUMS_BODY(LOAD)                                                         \
+	for (int b0 = 0; b0 < nv; b0 += 16) {                                   \
+		int nb = nv - b0 < 16 ? nv - b0 : 16;                           \
+		if (nb == 16) {                                                 \
+			double ls[16] = { 0 }, lq[16] = { 0 };                  \
+			for (int64_t v = 0; v < len; v++)                       \
+				for (int b = 0; b < 16; b++) {                  \
+					double t = LOAD(x[v * B + b0 + b]);     \
+					ls[b] += t;                             \
+					lq[b] += t * t;                         \
+				}                                               \
+			memcpy(s + b0, ls, sizeof ls);                          \
+			memcpy(q + b0, lq, sizeof lq);                          \
+		} else {                                                        \
+			for (int64_t v = 0; v < len; v++)                       \
+				for (int b = 0; b < nb; b++) {                  \
+					double t = LOAD(x[v * B + b0 + b]);     \
+					s[b0 + b] += t;                         \
+					q[b0 + b] += t * t;                     \
+				}                                               \
+		}                                                               \
+	}
+
+#define LOAD_F32(e) (e)
+#define LOAD_BF16(e) bf16_to_f32(e)
+
+HOT static void sums_f32(const float *restrict x, int64_t len, int B, int nv, double *restrict s,
+			 double *restrict q)
+{
+	SUMS_BODY(LOAD_F32)
+}
+
+HOT static void sums_bf16(const uint16_t *restrict x, int64_t len, int B, int nv, double *restrict s,
+			  double *restrict q)
+{
+	SUMS_BODY(LOAD_BF16)
+}
+
+/* Per-lane sum and sum of squares in float64. */
+static void lane_sums(const struct lanes *l, double *s, double *q)
+{
+	for (int b = 0; b < l->nvalid; b++)
+		s[b] = q[b] = 0;
+	if (l->bf16)
+		sums_bf16(l->x, l->len, l->B, l->nvalid, s, q);
+	else
+		sums_f32(l->x, l->len, l->B, l->nvalid, s, q);
+}
+
+/* Written so that GCC vectorises them: max() for the LeakyReLU (slope in
+ * [0, 1]: max(y, slope * y) is y for y >= 0 and slope * y below), bit
+ * copies for bfloat16 (round to nearest even; finite values only). */
+HOT static void apply_f32(float *restrict x, int64_t len, int B, int nv, const float *restrict a,
+			  const float *restrict c, int act, float slope)
+{
+	float sl = act ? slope : 1.0f;
+	for (int64_t v = 0; v < len; v++) {
+		float *restrict row = x + v * B;
+		for (int b = 0; b < nv; b++) {
+			float y = row[b] * a[b] + c[b], m = y * sl;
+			row[b] = y > m ? y : m;
 		}
-	for (int b = 0; b < B; b++) {
-		s[b] = ls[b];
-		q[b] = lq[b];
 	}
 }
 
+HOT static void apply_bf16(uint16_t *restrict x, int64_t len, int B, int nv, const float *restrict a,
+			   const float *restrict c, int act, float slope)
+{
+	float sl = act ? slope : 1.0f;
+	for (int64_t v = 0; v < len; v++) {
+		uint16_t *restrict row = x + v * B;
+		for (int b = 0; b < nv; b++) {
+			uint32_t u = (uint32_t)row[b] << 16, w;
+			float y, m;
+			memcpy(&y, &u, sizeof y);
+			y = y * a[b] + c[b];
+			m = y * sl;
+			y = y > m ? y : m;
+			memcpy(&w, &y, sizeof w);
+			row[b] = (uint16_t)((w + 0x7fffu + ((w >> 16) & 1u)) >> 16);
+		}
+	}
+}
+
+/* y = x * a + c per lane, then LeakyReLU when act. */
+static void lane_apply(const struct lanes *l, const float *a, const float *c, int act, float slope)
+{
+	if (l->bf16)
+		apply_bf16(l->x, l->len, l->B, l->nvalid, a, c, act, slope);
+	else
+		apply_f32(l->x, l->len, l->B, l->nvalid, a, c, act, slope);
+}
+
 struct normp {
-	int n, C, B;
+	int n, C, B, Cb, bf16;
 	int64_t S;
 	const float *gamma, *beta;
 	double eps;
@@ -658,23 +814,45 @@ struct normp {
 	int act;
 };
 
-static void norm_apply(float *x, int64_t len, int B, int nvalid, const float *a, const float *c, int act,
-		       float slope)
+static struct lanes norm_chunk(void *x, const struct normp *np, int64_t it, int64_t nch)
 {
-	for (int64_t v = 0; v < len; v++) {
-		float *px = x + v * B;
-		for (int b = 0; b < nvalid; b++) {
-			float y = px[b] * a[b] + c[b];
-			px[b] = act && y < 0 ? y * slope : y;
+	int64_t blk = it / nch, c0 = (it % nch) * NORM_CHUNK;
+	int cb = (int)(blk % np->Cb);
+	size_t es = np->bf16 ? 2 : 4;
+	struct lanes l = { (char *)x + (size_t)((blk * np->S + c0) * np->B) * es, np->bf16,
+			   np->S - c0 < NORM_CHUNK ? np->S - c0 : NORM_CHUNK, np->B,
+			   np->C - cb * np->B < np->B ? np->C - cb * np->B : np->B };
+	return l;
+}
+
+/* Per-lane scale and shift of one (sample, channel block) from its partial sums. */
+static void norm_coeffs(const struct normp *np, const double *part, int64_t blk, int64_t nch, float *ac)
+{
+	int B = np->B, cb = (int)(blk % np->Cb);
+	for (int b = 0; b < B; b++) {
+		int c = cb * B + b;
+		double s = 0, q = 0, mean, var, rstd, g, be;
+		for (int64_t k = 0; k < nch; k++) {
+			s += part[(blk * nch + k) * 2 * B + b];
+			q += part[(blk * nch + k) * 2 * B + B + b];
 		}
+		mean = s / (double)np->S;
+		var = q / (double)np->S - mean * mean;
+		rstd = 1.0 / sqrt((var > 0 ? var : 0) + np->eps);
+		g = c < np->C && np->gamma ? np->gamma[c] : 1.0;
+		be = c < np->C && np->beta ? np->beta[c] : 0.0;
+		ac[b] = (float)(g * rstd);
+		ac[B + b] = (float)(be - mean * g * rstd);
 	}
 }
 
-static int norm_act(float *x, const struct normp *np)
+/* InstanceNorm (+ LeakyReLU) in place: statistics per sample and channel
+ * over all voxels in float64, biased variance (PyTorch's definition). */
+static int norm_act(void *x, const struct normp *np)
 {
-	int B = np->B, Cb = (np->C + B - 1) / B;
-	int64_t nch = (np->S + NORM_CHUNK - 1) / NORM_CHUNK, nblk = (int64_t)np->n * Cb, nit = nblk * nch;
-	double *part = malloc((size_t)nit * 2 * (size_t)B * sizeof *part);
+	int B = np->B;
+	int64_t nch = (np->S + NORM_CHUNK - 1) / NORM_CHUNK, nblk = (int64_t)np->n * np->Cb, nit = nblk * nch;
+	double *part = calloc((size_t)nit * 2 * (size_t)B, sizeof *part);
 	float *ac = malloc((size_t)nblk * 2 * (size_t)B * sizeof *ac);
 
 	if (!part || !ac) {
@@ -684,47 +862,43 @@ static int norm_act(float *x, const struct normp *np)
 	}
 #pragma omp parallel for schedule(static)
 	for (int64_t it = 0; it < nit; it++) {
-		int64_t blk = it / nch, c0 = (it % nch) * NORM_CHUNK;
-		int64_t len = np->S - c0 < NORM_CHUNK ? np->S - c0 : NORM_CHUNK;
-		lane_sums(x + (blk * np->S + c0) * B, len, B, part + it * 2 * B, part + it * 2 * B + B);
+		struct lanes l = norm_chunk(x, np, it, nch);
+		lane_sums(&l, part + it * 2 * B, part + it * 2 * B + B);
 	}
-	for (int64_t blk = 0; blk < nblk; blk++) {
-		int cb = (int)(blk % Cb);
-		for (int b = 0; b < B; b++) {
-			int c = cb * B + b;
-			double s = 0, q = 0, mean, var, rstd, g, be;
-			for (int64_t k = 0; k < nch; k++) {
-				s += part[(blk * nch + k) * 2 * B + b];
-				q += part[(blk * nch + k) * 2 * B + B + b];
-			}
-			mean = s / (double)np->S;
-			var = q / (double)np->S - mean * mean;
-			rstd = 1.0 / sqrt((var > 0 ? var : 0) + np->eps);
-			g = c < np->C && np->gamma ? np->gamma[c] : 1.0;
-			be = c < np->C && np->beta ? np->beta[c] : 0.0;
-			ac[blk * 2 * B + b] = (float)(g * rstd);
-			ac[blk * 2 * B + B + b] = (float)(be - mean * g * rstd);
-		}
-	}
+	for (int64_t blk = 0; blk < nblk; blk++)
+		norm_coeffs(np, part, blk, nch, ac + blk * 2 * B);
 #pragma omp parallel for schedule(static)
 	for (int64_t it = 0; it < nit; it++) {
-		int64_t blk = it / nch, c0 = (it % nch) * NORM_CHUNK;
-		int64_t len = np->S - c0 < NORM_CHUNK ? np->S - c0 : NORM_CHUNK;
-		int cb = (int)(blk % Cb), nvalid = np->C - cb * B < B ? np->C - cb * B : B;
-		norm_apply(x + (blk * np->S + c0) * B, len, B, nvalid, ac + blk * 2 * B, ac + blk * 2 * B + B,
-			   np->act, np->slope);
+		struct lanes l = norm_chunk(x, np, it, nch);
+		int64_t blk = it / nch;
+		lane_apply(&l, ac + blk * 2 * B, ac + blk * 2 * B + B, np->act, np->slope);
 	}
 	free(part);
 	free(ac);
 	return NNP_OK;
 }
 
-static void add_act(float *x, const float *y, size_t n, float slope)
+/* x = LeakyReLU(x + y) over n elements of the same layout. */
+HOT static void add_act(void *x, const void *y, size_t n, int bf16, float slope)
 {
+	if (!bf16) {
+		float *a = x;
+		const float *b = y;
 #pragma omp parallel for schedule(static)
-	for (size_t i = 0; i < n; i++) {
-		float v = x[i] + y[i];
-		x[i] = v < 0 ? v * slope : v;
+		for (size_t i = 0; i < n; i++) {
+			float v = a[i] + b[i], m = v * slope;
+			a[i] = v > m ? v : m;
+		}
+		return;
+	}
+	{
+		uint16_t *a = x;
+		const uint16_t *b = y;
+#pragma omp parallel for schedule(static)
+		for (size_t i = 0; i < n; i++) {
+			float v = bf16_to_f32(a[i]) + bf16_to_f32(b[i]), m = v * slope;
+			a[i] = f32_to_bf16(v > m ? v : m);
+		}
 	}
 }
 
@@ -733,7 +907,7 @@ static void add_act(float *x, const float *y, size_t n, float slope)
 static int tensor_mems(struct nnp_engine *e, struct plan *p)
 {
 	const struct nnp_net_graph *g = &e->g;
-	int nd = g->arch.ndim, rc;
+	int rc;
 	size_t *tb = calloc((size_t)g->ntensors, sizeof *tb);
 	struct bufplan bp = { 0 };
 	void **bufs = NULL;
@@ -743,7 +917,8 @@ static int tensor_mems(struct nnp_engine *e, struct plan *p)
 		return nnp_err(NNP_ENOMEM, "network plan: out of memory");
 	}
 	for (int t = 1; t < g->ntensors; t++)
-		tb[t] = blocked_bytes(g, t, p->n, (const int64_t(*)[3])p->tsp, e->block, sizeof(float));
+		tb[t] = tensor_bytes(g, t, p->n, (const int64_t(*)[3])p->tsp, t_bf16(e, t) ? 1 : e->block,
+				     t_bf16(e, t) ? 2 : sizeof(float));
 	if ((rc = assign_buffers(g, tb, &bp)))
 		goto out;
 	if (!(bufs = calloc((size_t)bp.nbuf + 1, sizeof *bufs))) {
@@ -757,10 +932,7 @@ static int tensor_mems(struct nnp_engine *e, struct plan *p)
 		}
 	for (int t = 0; t < g->ntensors && !rc; t++) {
 		dnnl_memory_desc_t md;
-		if (t == 0)
-			rc = act_md(e, p, t, dnnl_f32, plain_tag(nd), &md);
-		else
-			rc = act_md(e, p, t, dnnl_f32, blocked_tag(nd, e->block), &md);
+		rc = t_md(e, p, t, &md);
 		if (!rc)
 			rc = plan_mem(p, e, &md, t == 0 ? DNNL_MEMORY_NONE : bufs[bp.buf[t]], &p->tmem[t]);
 	}
@@ -845,11 +1017,11 @@ fail:
 	return rc;
 }
 
-static size_t tensor_floats(const struct nnp_engine *e, int t)
+static size_t tensor_elems(const struct nnp_engine *e, int t)
 {
 	const dnnl_memory_desc_t *md;
 	dnnl_memory_get_memory_desc(e->plan.tmem[t], &md);
-	return dnnl_memory_desc_get_size(md) / sizeof(float);
+	return dnnl_memory_desc_get_size(md) / (t_bf16(e, t) ? 2 : sizeof(float));
 }
 
 static int run_step(struct nnp_engine *e, const struct step *s)
@@ -861,9 +1033,11 @@ static int run_step(struct nnp_engine *e, const struct step *s)
 		DN(dnnl_primitive_execute(s->prim, e->stream, s->nargs, s->args), "execute");
 		return NNP_OK;
 	case ST_NORM: {
-		struct normp np = { e->plan.n, e->g.tensors[op->out].channels, e->block, 1, e->w[s->op].gamma,
-				    e->w[s->op].beta, e->g.arch.norm_eps, (float)e->g.arch.slope, op->act };
+		struct normp np = { e->plan.n, e->g.tensors[op->out].channels, 0, 0, t_bf16(e, op->out), 1,
+				    e->w[s->op].gamma, e->w[s->op].beta, e->g.arch.norm_eps, (float)e->g.arch.slope,
+				    op->act };
 		int lvl = e->g.tensors[op->out].level;
+		t_lanes(e, op->out, &np.B, &np.Cb);
 		for (int d = 0; d < e->g.arch.ndim; d++)
 			np.S *= e->plan.tsp[lvl][d];
 		dnnl_memory_get_data_handle(e->plan.tmem[op->out], &x);
@@ -872,7 +1046,7 @@ static int run_step(struct nnp_engine *e, const struct step *s)
 	case ST_ADD:
 		dnnl_memory_get_data_handle(e->plan.tmem[op->out], &x);
 		dnnl_memory_get_data_handle(e->plan.tmem[op->in2], &y);
-		add_act(x, y, tensor_floats(e, op->out), (float)e->g.arch.slope);
+		add_act(x, y, tensor_elems(e, op->out), t_bf16(e, op->out), (float)e->g.arch.slope);
 		return NNP_OK;
 	}
 	return nnp_err(NNP_EINTERNAL, "network: unknown step");
@@ -893,9 +1067,19 @@ int nnp_engine_forward(struct nnp_engine *e, int n, const int64_t *spatial, cons
 		return rc;
 	dnnl_memory_set_data_handle(p->in_user, (void *)in);
 	dnnl_memory_set_data_handle(p->out_user, out);
-	for (int i = 0; i < p->nsteps; i++)
+	for (int i = 0; i < p->nsteps; i++) {
+		double t0 = e->profile ? omp_get_wtime() : 0;
 		if ((rc = run_step(e, &p->steps[i])))
 			return rc;
+		if (e->profile) {
+			const struct step *st = &p->steps[i];
+			const char *k = st->kind == ST_NORM ? "norm" : st->kind == ST_ADD ? "add" :
+					st->op < 0 ? "output" : e->g.ops[st->op].kind == NNP_OP_DECONV ? "deconv" :
+					e->g.ops[st->op].kind == NNP_OP_AVGPOOL ? "pool" : "conv";
+			fprintf(stderr, "nnp-engine: step %d %s (%s) %.2f ms\n", i, k, st->op >= 0 ? e->g.ops[st->op].w : "",
+				1e3 * (omp_get_wtime() - t0));
+		}
+	}
 	DN(dnnl_stream_wait(e->stream), "stream_wait");
 	return NNP_OK;
 }
@@ -915,6 +1099,8 @@ int nnp_engine_create(const struct nnp_net_graph *g, const struct nnp_param_src 
 		return nnp_err(NNP_ENOMEM, "network: out of memory");
 	e->prec = o ? o->prec : NNP_PREC_FP32;
 	e->block = cpu_block();
+	e->nxc = e->prec == NNP_PREC_BF16;
+	e->profile = getenv("NNP_ENGINE_PROFILE") != NULL;
 	e->g = *g;
 	e->g.ops = malloc((size_t)g->nops * sizeof *g->ops);
 	e->g.tensors = malloc((size_t)g->ntensors * sizeof *g->tensors);

@@ -56,7 +56,7 @@ static void open_model(const char *dir, const char *fold, enum nnp_precision pre
 	assert_int_equal(rc, NNP_OK);
 }
 
-static void forward_case(const char *res, const char *fwd, double tol)
+static void forward_case_prec(const char *res, const char *fwd, double tol, enum nnp_precision prec)
 {
 	char p[512];
 	struct nnp_vol in, ref;
@@ -66,7 +66,18 @@ static void forward_case(const char *res, const char *fwd, double tol)
 	int64_t sp[3];
 	size_t nout;
 
-	open_model(res, "0", NNP_PREC_FP32, &m);
+	if (prec == NNP_PREC_BF16) {
+		const char *folds[] = { "0" };
+		struct nnp_model_opts o = { folds, 1, NULL, NULL, { -1, prec } };
+		int rc = nnp_model_open(res, &o, &m);
+		if (rc == NNP_EUSAGE && strstr(nnp_err_msg(), "BF16")) {
+			fprintf(stderr, "# skipped: %s\n", nnp_err_msg());
+			return;
+		}
+		assert_int_equal(rc, NNP_OK);
+	} else {
+		open_model(res, "0", prec, &m);
+	}
 	snprintf(p, sizeof p, "%sinput.nii.gz", fwd);
 	assert_int_equal(nnp_nifti_read_volume(p, &in), NNP_OK);
 	snprintf(p, sizeof p, "%soutput.nii.gz", fwd);
@@ -81,7 +92,7 @@ static void forward_case(const char *res, const char *fwd, double tol)
 	assert_non_null(out);
 	assert_int_equal(nnp_engine_forward(m->engines[0], 1, sp, in.data, out), NNP_OK);
 	rel_l2(out, ref.data, nout, &rel, &mx);
-	fprintf(stderr, "# %s: rel-L2 %.3g, max abs %.3g\n", fwd, rel, mx);
+	fprintf(stderr, "# %s %s: rel-L2 %.3g, max abs %.3g\n", fwd, prec == NNP_PREC_BF16 ? "bf16" : "fp32", rel, mx);
 	assert_true(rel <= tol);
 	/* a second run of the cached plan gives the same bits */
 	{
@@ -94,6 +105,20 @@ static void forward_case(const char *res, const char *fwd, double tol)
 	nnp_vol_release(&in);
 	nnp_vol_release(&ref);
 	nnp_model_free(m);
+}
+
+static void forward_case(const char *res, const char *fwd, double tol)
+{
+	forward_case_prec(res, fwd, tol, NNP_PREC_FP32);
+}
+
+/* bf16 convolutions (AMX / AVX-512 BF16): bfloat16 has 8 bits of mantissa,
+ * so rel-L2 of the logits is of the order of 1e-2 after ~20 layers. */
+static void test_forward_bf16(void **state)
+{
+	(void)state;
+	forward_case_prec(RES901, FWD901, 3e-2, NNP_PREC_BF16);
+	forward_case_prec(RES903, FWD903, 3e-2, NNP_PREC_BF16);
 }
 
 static void test_forward_901(void **state)
@@ -311,6 +336,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_forward_901),  cmocka_unit_test(test_forward_903),
+		cmocka_unit_test(test_forward_bf16),
 		cmocka_unit_test(test_batch),        cmocka_unit_test(test_bad_shape),
 		cmocka_unit_test(test_graph_names),  cmocka_unit_test(test_resenc_graph),
 		cmocka_unit_test(test_resenc_forward), cmocka_unit_test(test_arch_errors),
