@@ -115,6 +115,8 @@ static int geom_sizes(struct geom *g, const struct nnp_infer_opts *o, int64_t K,
 	    g->pd[1] > ((int64_t)1 << 24) || g->pd[2] > ((int64_t)1 << 24))
 		return nnp_err(NNP_ENOMEM, "infer: tile or image too large");
 	g->tv = g->t[0] * g->t[1] * g->t[2];
+	if (g->tv > NNP_SW_GAUSS_MAX)
+		return nnp_err(NNP_ENOMEM, "infer: a tile of %lld voxels is too large", (long long)g->tv);
 	g->plane = g->pd[1] * g->pd[2];
 	g->nvar = mirror_subsets(o, g->flip);
 	return NNP_OK;
@@ -181,7 +183,8 @@ int nnp_infer_estimate(const struct nnp_infer_opts *o, int out_channels, int nmo
 	if ((rc = geom_sizes(&g, o, out_channels, shape)) || (rc = buffer_sizes(&g, o, nmodels, &s)))
 		return rc;
 	int64_t e = o->fp16_compat ? 2 : 4, input;
-	if (__builtin_mul_overflow(shape[0] * shape[1], shape[2] * shape[3], &input) || input > ((int64_t)1 << 56))
+	if (__builtin_mul_overflow(shape[0], shape[1], &input) ||
+	    __builtin_mul_overflow(input, shape[2] * shape[3], &input) || input > ((int64_t)1 << 56))
 		return nnp_err(NNP_ENOMEM, "infer: image size overflows");
 	/* + the Gaussian's transient float64 map and float16 copy (sliding.c) */
 	*bytes = 4 * input + e * (s.ring + s.cnt) +
@@ -207,11 +210,16 @@ static void extract(const struct run *r, int64_t oz, int64_t oy, int64_t ox, uns
 			memset(d, 0, (size_t)g->t[2] * sizeof *d);
 			continue;
 		}
+		/* unflipped position j reads image x0 + j; valid j in [j0, j1) */
 		const float *s = r->image + ((c * g->Z + z) * g->Y + y) * g->X;
-		for (int64_t i = 0; i < g->t[2]; i++) {
-			int64_t x = ox + ((mask & 4) ? g->t[2] - 1 - i : i) - g->lo[2];
-			d[i] = x >= 0 && x < g->X ? s[x] : 0.0f;
-		}
+		int64_t n = g->t[2], x0 = ox - g->lo[2];
+		int64_t j0 = x0 < 0 ? -x0 : 0, j1 = g->X - x0 < n ? g->X - x0 : n;
+		memset(d, 0, (size_t)n * sizeof *d);
+		if (j1 > j0 && !(mask & 4))
+			memcpy(d + j0, s + x0 + j0, (size_t)(j1 - j0) * sizeof *d);
+		else
+			for (int64_t j = j0; j < j1; j++)
+				d[n - 1 - j] = s[x0 + j];
 	}
 }
 

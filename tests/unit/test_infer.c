@@ -569,7 +569,78 @@ static void test_errors(void **state)
 	int64_t bad_shape[4] = { 1, 0, 6, 6 };
 	assert_int_equal(nnp_infer_run(&b, &m, 1, im, bad_shape, sink_emit, &s), NNP_EUSAGE);
 	assert_int_equal(nnp_infer_estimate(&b, 0, 1, shape, &bytes), NNP_EUSAGE);
+	/* absurd sizes are refused before any allocation */
+	b.tile[0] = b.tile[1] = (int64_t)1 << 20;
+	assert_int_equal(nnp_infer_estimate(&b, 2, 1, shape, &bytes), NNP_ENOMEM);
+	assert_int_equal(nnp_infer_run(&b, &m, 1, im, shape, sink_emit, &s), NNP_ENOMEM);
+	b = o;
+	int64_t huge[4] = { 1, (int64_t)1 << 60, 6, 6 };
+	assert_int_equal(nnp_infer_estimate(&b, 2, 1, huge, &bytes), NNP_ENOMEM);
 	free(im), free(s.out);
+}
+
+/* ---- the mirrored copies reach the network in itertools.combinations order ---- */
+
+struct recorder {
+	const float *tile;   /* the one tile (= the image, C = 1) */
+	int64_t t[3];
+	int n, masks[64];
+};
+
+static int record_forward(void *ctx, int n, const float *in, float *out)
+{
+	struct recorder *rc = ctx;
+	int64_t tv = rc->t[0] * rc->t[1] * rc->t[2];
+	for (int i = 0; i < n; i++) {
+		int found = -1;
+		for (unsigned m = 0; m < 8 && found < 0; m++) {
+			int same = 1;
+			for (int64_t v = 0; v < tv && same; v++) {
+				int64_t a = v / (rc->t[1] * rc->t[2]), b = v / rc->t[2] % rc->t[1], x = v % rc->t[2];
+				a = m & 1 ? rc->t[0] - 1 - a : a, b = m & 2 ? rc->t[1] - 1 - b : b;
+				x = m & 4 ? rc->t[2] - 1 - x : x;
+				same = in[i * tv + v] == rc->tile[(a * rc->t[1] + b) * rc->t[2] + x];
+			}
+			if (same)
+				found = (int)m;
+		}
+		assert_true(rc->n < 64);
+		rc->masks[rc->n++] = found;
+	}
+	memset(out, 0, (size_t)(n * tv) * sizeof *out);
+	return NNP_OK;
+}
+
+static void check_order(struct nnp_infer_opts *o, const int64_t *shape, const int *want, int nwant)
+{
+	float *im = malloc((size_t)(shape[1] * shape[2] * shape[3]) * sizeof *im);
+	for (int64_t i = 0; i < shape[1] * shape[2] * shape[3]; i++)
+		im[i] = (float)(i + 1);
+	struct recorder rc = { im, { shape[1], shape[2], shape[3] }, 0, { 0 } };
+	struct nnp_infer_model m = { 1, 1, &rc, record_forward };
+	struct sink s;
+	sink_init(&s, 1, shape);
+	assert_int_equal(nnp_infer_run(o, &m, 1, im, shape, sink_emit, &s), NNP_OK);
+	assert_int_equal(rc.n, nwant);
+	for (int i = 0; i < nwant; i++)
+		assert_int_equal(rc.masks[i], want[i]);
+	free(im), free(s.out);
+}
+
+static void test_mirror_order(void **state)
+{
+	struct nnp_infer_opts o = opts3(3, 4, 5);
+	int64_t shape[4] = { 1, 3, 4, 5 };
+	o.max_batch = 3;
+	set_mirror(&o, 3, 0, 1, 2);   /* (), (0), (1), (2), (0,1), (0,2), (1,2), (0,1,2) */
+	check_order(&o, shape, (const int[]){ 0, 1, 2, 4, 3, 5, 6, 7 }, 8);
+	set_mirror(&o, 2, 2, 0, 0);   /* (), (2), (0), (2,0) */
+	check_order(&o, shape, (const int[]){ 0, 4, 1, 5 }, 4);
+	o = opts3(4, 5, 0);           /* 2D: tile axes 0, 1 are image axes 1, 2 */
+	o.ndim_tile = 2;
+	int64_t shape2[4] = { 1, 1, 4, 5 };
+	set_mirror(&o, 2, 1, 0, 0);   /* (), (1), (0), (1,0) */
+	check_order(&o, shape2, (const int[]){ 0, 4, 2, 6 }, 4);
 }
 
 int main(void)
@@ -582,6 +653,7 @@ int main(void)
 		cmocka_unit_test(test_fp32_no_gaussian_other_step),
 		cmocka_unit_test(test_fp32_2d),
 		cmocka_unit_test(test_fp16_fixtures),
+		cmocka_unit_test(test_mirror_order),
 		cmocka_unit_test(test_streaming_and_estimate),
 		cmocka_unit_test(test_errors),
 	};
