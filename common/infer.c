@@ -307,8 +307,10 @@ static int predict_row(struct run *r, int m, int64_t iz)
 				r->in + j * g->C * g->tv);
 		}
 		rc = md->forward(md->ctx, n, r->in, r->out);
+		if (rc > 0)
+			return nnp_err(NNP_EINTERNAL, "infer: model %d: forward returned %d", m, rc);
 		if (rc)
-			return nnp_err_ctx(rc < 0 ? rc : NNP_EINTERNAL, "model %d, tiles %lld-%lld", m,
+			return nnp_err_ctx(rc, "model %d, tiles %lld-%lld", m,
 					   (long long)(iz * per_row + q0 / g->nvar),
 					   (long long)(iz * per_row + (q0 + n - 1) / g->nvar));
 		for (int j = 0; j < n; j++) {
@@ -325,8 +327,9 @@ static int predict_row(struct run *r, int m, int64_t iz)
 
 /* ---- output ---- */
 
-/* Final value of ring element at (slot offset base, k) into *out; 0 or -1 if
- * not finite. */
+/* The output value of channel k at padded in-slice index yx of ring slot
+ * slot (all models combined); *bad |= 1 if it, or in fp16_compat one model's
+ * result, is not finite. */
 static float final_value(const struct run *r, int64_t slot, int64_t k, int64_t yx, int *bad)
 {
 	const struct geom *g = &r->g;
@@ -373,6 +376,8 @@ static int finish_slices(struct run *r, int64_t z0, int64_t z1, nnp_infer_emit_f
 			return nnp_err(NNP_EDATA, "infer: non-finite logits in slices %lld-%lld",
 				       (long long)i0, (long long)(i1 - 1));
 		rc = emit(ectx, i0, zs, r->slab);
+		if (rc > 0)
+			rc = nnp_err(NNP_EINTERNAL, "infer: emit returned %d", rc);
 	}
 	for (int64_t z = z0; z < z1; z++) {
 		int64_t slot = z % g->t[0];
