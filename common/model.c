@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "atomic.h"
+#include "dataset.h"
 #include "err.h"
 #include "json.h"
 #include "plans.h"
@@ -104,6 +105,43 @@ int nnp_model_num_heads(const json_t *dataset, int *heads, int *regions)
 	*heads = has_reg ? nreg : maxv + 1; /* labels are consecutive 0..max (verify checks it) */
 	if (*heads < 1)
 		return nnp_err(NNP_EDATA, "dataset.json: no labels to predict");
+	return NNP_OK;
+}
+
+int nnp_model_resolve(const char *dataset, const char *trainer, const char *plans, const char *config, char *out,
+		      size_t outlen)
+{
+	char ds[4096], sub[512];
+	int rc;
+	if ((rc = nnp_dataset_resolve(dataset, "nnUNet_results", ds, sizeof ds)))
+		return rc;
+	snprintf(sub, sizeof sub, "%s__%s__%s", trainer ? trainer : "nnUNetTrainer", plans ? plans : "nnUNetPlans",
+		 config);
+	if ((rc = nnp_path_join(out, outlen, ds, sub)))
+		return rc;
+	if (!nnp_is_dir(out))
+		return nnp_err(NNP_EDATA, "no trained model '%s' (train it, or give the folder with -m)", out);
+	return NNP_OK;
+}
+
+int nnp_model_parse_device(const char *s, int *device)
+{
+	char *end;
+	long v;
+	if (!strcmp(s, "cpu")) {
+		*device = -1;
+		return NNP_OK;
+	}
+	if (!strcmp(s, "cuda")) {
+		*device = 0;
+		return NNP_OK;
+	}
+	if (strncmp(s, "cuda:", 5) || !s[5])
+		return nnp_err(NNP_EUSAGE, "device '%s': want cpu, cuda or cuda:N", s);
+	v = strtol(s + 5, &end, 10);
+	if (*end || v < 0 || v > 255)
+		return nnp_err(NNP_EUSAGE, "device '%s': want cpu, cuda or cuda:N", s);
+	*device = (int)v;
 	return NNP_OK;
 }
 
@@ -247,6 +285,7 @@ int nnp_model_open(const char *dir, const struct nnp_model_opts *o, struct nnp_m
 	if (!(m = calloc(1, sizeof *m)) || !(m->dir = strdup(dir)))
 		goto oom;
 	m->config = folder_config(dir);
+	m->prec = o->engine.prec;
 	if ((rc = load_json(dir, "plans.json", &m->plans)) || (rc = load_json(dir, "dataset.json", &m->dataset)))
 		goto fail;
 	for (int k = 0; k < nf; k++) {

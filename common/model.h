@@ -36,6 +36,7 @@ struct nnp_model {
 	int n_mirror_axes;             /* -1: none recorded (nnU-Net then uses none) */
 	int mirror_axes[3];
 	int has_regions;
+	enum nnp_precision prec;       /* of the engines */
 	int nfolds;
 	char *fold_names[NNP_MODEL_MAX_FOLDS];
 	struct nnp_engine *engines[NNP_MODEL_MAX_FOLDS];
@@ -51,6 +52,14 @@ struct nnp_model_opts {
 
 int nnp_model_open(const char *dir, const struct nnp_model_opts *o, struct nnp_model **out);
 void nnp_model_free(struct nnp_model *m);
+
+/* The results folder of (dataset, trainer, plans, configuration):
+ * $nnUNet_results/DatasetXXX_Name/TRAINER__PLANS__CONFIG (dataset as a
+ * folder, Dataset901_X or 901).  NNP_EUSAGE / NNP_EDATA with a message. */
+int nnp_model_resolve(const char *dataset, const char *trainer, const char *plans, const char *config, char *out,
+		      size_t outlen);
+/* "cpu", "cuda", "cuda:N" -> -1 / N (NNP_EUSAGE otherwise). */
+int nnp_model_parse_device(const char *s, int *device);
 
 /* Number of network outputs for a dataset.json (nnunet-facts §1.2): the
  * number of foreground regions with regions, else len(all_labels);

@@ -1,5 +1,6 @@
 /* prog.c — program skeleton: options every program shares, messages,
  * signals, TTY rules, threads and progress. */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -234,6 +235,30 @@ double nnp_parse_double(const char *opt, const char *s)
 	if (!s || !*s || *end || errno || !isfinite(v))
 		nnp_usage_error("option '%s' needs a number, not '%s'", opt, s ? s : "");
 	return v;
+}
+
+unsigned long long nnp_parse_size(const char *opt, const char *s)
+{
+	char *end;
+	double v, mul = 1;
+	errno = 0;
+	v = strtod(s ? s : "", &end);
+	if (end && *end) {
+		const char *u = "KMGT", *p = strchr(u, toupper((unsigned char)*end));
+		if (!p || !*p || (end[1] && strcmp(end + 1, "B") && strcmp(end + 1, "iB")))
+			nnp_usage_error("option '%s' needs a size such as 4G or 512M, not '%s'", opt, s);
+		for (const char *q = u; q <= p; q++)
+			mul *= 1024;
+	}
+	if (!s || !*s || errno || !isfinite(v) || v <= 0 || v * mul > 1.8e19)
+		nnp_usage_error("option '%s' needs a size such as 4G or 512M, not '%s'", opt, s ? s : "");
+	return (unsigned long long)(v * mul);
+}
+
+unsigned long long nnp_phys_mem(void)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+	return pages > 0 && psz > 0 ? (unsigned long long)pages * (unsigned long long)psz : 0;
 }
 
 int nnp_threads_from_arg(const char *arg)

@@ -61,6 +61,10 @@ int nnp_threads(void);
 /* Option parsing helpers: exit 2 with a clear message on bad values. */
 long long nnp_parse_ll(const char *opt, const char *s, long long lo, long long hi);
 double nnp_parse_double(const char *opt, const char *s);
+/* "123", "512K", "8M", "2.5G", "1T" (powers of 1024) -> bytes. */
+unsigned long long nnp_parse_size(const char *opt, const char *s);
+/* Physical memory in bytes (0 if unknown). */
+unsigned long long nnp_phys_mem(void);
 
 /* Progress on stderr only if it is a terminal and not --quiet. */
 struct nnp_progress {

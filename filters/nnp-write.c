@@ -121,6 +121,8 @@ static int plan_targets(const struct cmdline *cl, const struct nnp_frame *f, int
 		t[i].c0 = n > 1 || per_channel ? (int64_t)i : 0;
 		t[i].nc = n > 1 || per_channel ? 1 : c;
 		t[i].dtype = cl->dir_mode && per_channel ? source_dtype(f, t[i].c0) : f->dtype;
+		if (t[i].dtype == NNP_F16)
+			t[i].dtype = NNP_F32; /* NIfTI has no float16: widen, exactly */
 		t[i].hdr = f->n_nifti == (size_t)c ? (size_t)t[i].c0 : 0;
 		if (!cl->dir_mode)
 			snprintf(t[i].path, sizeof t[i].path, "%s", cl->output);
@@ -241,6 +243,7 @@ static int write_whole(struct nnp_reader *r, const struct nnp_frame *f, struct t
 {
 	struct nnp_vol v;
 	uint64_t per = nnp_frame_nvox(f) * nnp_dtype_size(f->dtype);
+	void *conv = NULL;
 	int rc;
 	nnp_vol_init(&v);
 	if ((rc = nnp_frame_copy(&v.f, f)) || (rc = nnp_vol_alloc(&v))) {
@@ -249,8 +252,14 @@ static int write_whole(struct nnp_reader *r, const struct nnp_frame *f, struct t
 	}
 	while ((rc = nnp_reader_chunk_into(r, &v)) == 1)
 		;
-	for (int64_t c = t->c0; rc == 0 && c < t->c0 + t->nc; c++)
-		rc = nnp_nifti_write(t->out, (char *)v.data + (uint64_t)c * per, (size_t)per);
+	for (int64_t c = t->c0; rc == 0 && c < t->c0 + t->nc; c++) {
+		const void *src = (char *)v.data + (uint64_t)c * per;
+		size_t nb = (size_t)per;
+		if (t->dtype != f->dtype && (rc = narrow(f, t->dtype, c, src, nb, &conv, &nb)))
+			break;
+		rc = nnp_nifti_write(t->out, t->dtype != f->dtype ? conv : src, nb);
+	}
+	free(conv);
 	nnp_vol_release(&v);
 	return rc;
 }
