@@ -32,6 +32,7 @@ struct step {
 
 struct plan {
 	int valid, n;
+	int features;             /* output = the head's input (head skipped) */
 	int64_t sp[3];
 	int nsteps, cap;
 	struct step *steps;
@@ -965,31 +966,42 @@ static int op_steps(struct nnp_engine *e, struct plan *p, int i)
 	return nnp_err(NNP_EINTERNAL, "network plan: unknown operator %d", (int)op->kind);
 }
 
+/* The operator that computes the full-resolution logits (the seg head). */
+static int head_op(const struct nnp_net_graph *g)
+{
+	for (int i = 0; i < g->nops; i++)
+		if (g->ops[i].out == g->out)
+			return i;
+	return -1;
+}
+
 static int output_step(struct nnp_engine *e, struct plan *p)
 {
+	int src_t = p->features ? e->g.ops[head_op(&e->g)].in : e->g.out;
 	dnnl_memory_desc_t md;
 	dnnl_primitive_desc_t pd;
 	const dnnl_memory_desc_t *src;
 	dnnl_exec_arg_t args[2];
 	int rc;
 
-	if ((rc = act_md(e, p, e->g.out, dnnl_f32, plain_tag(e->g.arch.ndim), &md)) ||
+	if ((rc = act_md(e, p, src_t, dnnl_f32, plain_tag(e->g.arch.ndim), &md)) ||
 	    (rc = plan_mem(p, e, &md, DNNL_MEMORY_NONE, &p->out_user)))
 		return rc;
-	DN(dnnl_memory_get_memory_desc(p->tmem[e->g.out], &src), "memory_get_memory_desc");
+	DN(dnnl_memory_get_memory_desc(p->tmem[src_t], &src), "memory_get_memory_desc");
 	DN(dnnl_reorder_primitive_desc_create(&pd, src, e->eng, &md, e->eng, NULL), "reorder");
-	args[0] = (dnnl_exec_arg_t){ DNNL_ARG_FROM, p->tmem[e->g.out] };
+	args[0] = (dnnl_exec_arg_t){ DNNL_ARG_FROM, p->tmem[src_t] };
 	args[1] = (dnnl_exec_arg_t){ DNNL_ARG_TO, p->out_user };
 	return finish_step(p, -1, pd, args, 2);
 }
 
-static int plan_build(struct nnp_engine *e, int n, const int64_t *sp)
+static int plan_build(struct nnp_engine *e, int n, const int64_t *sp, int features)
 {
 	struct plan *p = &e->plan;
 	int rc;
 
 	plan_release(p);
 	p->n = n;
+	p->features = features;
 	for (int d = 0; d < 3; d++)
 		p->sp[d] = d < e->g.arch.ndim ? sp[d] : 1;
 	level_shapes(&e->g.arch, sp, p->tsp);
@@ -997,7 +1009,7 @@ static int plan_build(struct nnp_engine *e, int n, const int64_t *sp)
 		goto fail;
 	p->in_user = p->tmem[0];
 	for (int i = 0; i < e->g.nops; i++)
-		if ((rc = op_steps(e, p, i)))
+		if ((!features || i != head_op(&e->g)) && (rc = op_steps(e, p, i)))
 			goto fail;
 	if ((rc = output_step(e, p)))
 		goto fail;
@@ -1052,10 +1064,10 @@ static int run_step(struct nnp_engine *e, const struct step *s)
 	return nnp_err(NNP_EINTERNAL, "network: unknown step");
 }
 
-int nnp_engine_forward(struct nnp_engine *e, int n, const int64_t *spatial, const float *in, float *out)
+static int forward(struct nnp_engine *e, int n, const int64_t *spatial, const float *in, float *out, int features)
 {
 	struct plan *p = &e->plan;
-	int rc, same = p->valid && p->n == n;
+	int rc, same = p->valid && p->n == n && p->features == features;
 
 	if (n < 1)
 		return nnp_err(NNP_EUSAGE, "network: batch size %d", n);
@@ -1063,7 +1075,7 @@ int nnp_engine_forward(struct nnp_engine *e, int n, const int64_t *spatial, cons
 		return rc;
 	for (int d = 0; d < e->g.arch.ndim && same; d++)
 		same = p->sp[d] == spatial[d];
-	if (!same && (rc = plan_build(e, n, spatial)))
+	if (!same && (rc = plan_build(e, n, spatial, features)))
 		return rc;
 	dnnl_memory_set_data_handle(p->in_user, (void *)in);
 	dnnl_memory_set_data_handle(p->out_user, out);
@@ -1081,6 +1093,28 @@ int nnp_engine_forward(struct nnp_engine *e, int n, const int64_t *spatial, cons
 		}
 	}
 	DN(dnnl_stream_wait(e->stream), "stream_wait");
+	return NNP_OK;
+}
+
+int nnp_engine_forward(struct nnp_engine *e, int n, const int64_t *spatial, const float *in, float *out)
+{
+	return forward(e, n, spatial, in, out, 0);
+}
+
+int nnp_engine_forward_features(struct nnp_engine *e, int n, const int64_t *spatial, const float *in, float *out)
+{
+	return forward(e, n, spatial, in, out, 1);
+}
+
+int nnp_engine_head(const struct nnp_engine *e, int *features, int *classes, const float **w, const float **b)
+{
+	int h = head_op(&e->g);
+	if (h < 0)
+		return nnp_err(NNP_EINTERNAL, "network: no segmentation head");
+	*features = e->g.tensors[e->g.ops[h].in].channels;
+	*classes = e->g.tensors[e->g.out].channels;
+	*w = e->w[h].w;
+	*b = e->w[h].b;
 	return NNP_OK;
 }
 

@@ -53,6 +53,16 @@ void nnp_engine_free(struct nnp_engine *e);
 /* in: n x C x spatial, out: n x K x spatial (caller-allocated float32). */
 int nnp_engine_forward(struct nnp_engine *e, int n, const int64_t *spatial, const float *in, float *out);
 
+/* The same network without its final 1x1 segmentation head: out receives
+ * n x F x spatial, F = the head's input channels.  Since the head is linear,
+ * averaging these features (Gaussian weights, mirroring) and applying the
+ * head afterwards equals averaging logits: the sliding window can then
+ * accumulate F channels instead of K (many classes). */
+int nnp_engine_forward_features(struct nnp_engine *e, int n, const int64_t *spatial, const float *in, float *out);
+/* The head: *classes x *features weights (row-major) and *classes biases,
+ * owned by the engine. */
+int nnp_engine_head(const struct nnp_engine *e, int *features, int *classes, const float **w, const float **b);
+
 /* Bytes the engine allocates for a forward of n inputs of this shape
  * (activations after buffer reuse, reordered weights, oneDNN scratchpads
  * excluded): for memory checks before a run. */

@@ -31,6 +31,18 @@ int nnp_predict_sw_opts(const struct nnp_model *m, const struct nnp_predict_opts
 	return NNP_OK;
 }
 
+/* Accumulate features?  Never in fp16 mode; AUTO when F x folds < K. */
+static int use_features(const struct nnp_model *m, const struct nnp_predict_opts *o, int *F)
+{
+	int K;
+	const float *w, *b;
+	if (nnp_engine_head(m->engines[0], F, &K, &w, &b))
+		return 0;
+	if (o->sw.fp16_compat || o->accumulate == NNP_ACC_LOGITS)
+		return 0;
+	return o->accumulate == NNP_ACC_FEATURES || (int64_t)*F * m->nfolds < K;
+}
+
 int nnp_predict_estimate(const struct nnp_model *m, const struct nnp_predict_opts *o, const int64_t shape[4],
 			 uint64_t *bytes)
 {
@@ -39,11 +51,15 @@ int nnp_predict_estimate(const struct nnp_model *m, const struct nnp_predict_opt
 	int rc;
 	uint64_t net;
 
+	int F, feat = use_features(m, o, &F);
 	nnp_predict_sw_opts(m, o, &sw);
-	if ((rc = nnp_infer_estimate(&sw, m->arch.num_classes, m->nfolds, shape, &drv)))
+	if ((rc = nnp_infer_estimate(&sw, feat ? F * m->nfolds : m->arch.num_classes, feat ? 1 : m->nfolds, shape,
+				     &drv)))
 		return rc;
 	net = nnp_engine_mem_estimate(&m->graph, sw.max_batch, m->patch, m->prec);
 	*bytes = (uint64_t)drv + net * (uint64_t)m->nfolds;
+	if (feat) /* one slice of logits for the heads */
+		*bytes += (uint64_t)m->arch.num_classes * (uint64_t)(shape[2] * shape[3]) * 4;
 	return NNP_OK;
 }
 
@@ -58,6 +74,34 @@ static int fold_forward(void *ctx, int n, const float *in, float *out)
 {
 	struct fold_ctx *f = ctx;
 	return nnp_engine_forward(f->e, n, f->tile, in, out);
+}
+
+/* All folds' features side by side: out = n x (nfolds * F) x tile. */
+struct feat_ctx {
+	struct nnp_model *m;
+	const int64_t *tile;
+	int64_t tvox;
+	int F;
+	float *tmp;        /* max_batch x F x tile when batches > 1 */
+};
+
+static int feat_forward(void *ctx, int n, const float *in, float *out)
+{
+	struct feat_ctx *c = ctx;
+	int nf = c->m->nfolds, rc;
+	size_t blk = (size_t)c->F * (size_t)c->tvox;
+	for (int f = 0; f < nf; f++) {
+		if (n == 1) {
+			if ((rc = nnp_engine_forward_features(c->m->engines[f], 1, c->tile, in, out + f * blk)))
+				return rc;
+			continue;
+		}
+		if ((rc = nnp_engine_forward_features(c->m->engines[f], n, c->tile, in, c->tmp)))
+			return rc;
+		for (int s = 0; s < n; s++)
+			memcpy(out + ((size_t)s * nf + f) * blk, c->tmp + s * blk, blk * sizeof(float));
+	}
+	return NNP_OK;
 }
 
 /* ---- the output side: slabs -> frame chunks ---- */
@@ -115,6 +159,86 @@ static int sink_emit(void *ctx, int64_t z0, int64_t zs, const float *slab)
 	return NNP_OK;
 }
 
+/* Features -> logits, one slice at a time: mean over folds of W_f f + b_f. */
+struct head_sink {
+	struct sink *s;
+	int nf, F, K;
+	float *w;          /* K x (nf * F), already divided by nf */
+	float *b;          /* K: mean bias */
+	float *slice;      /* K x plane */
+};
+
+static void head_slice(const struct head_sink *h, const float *feat, int64_t stride, int64_t plane)
+{
+	int C = h->nf * h->F;
+#pragma omp parallel for schedule(static)
+	for (int64_t p0 = 0; p0 < plane; p0 += 512) {
+		int64_t np = plane - p0 < 512 ? plane - p0 : 512;
+		for (int k = 0; k < h->K; k++) {
+			float *o = h->slice + k * plane + p0;
+			const float *wk = h->w + (size_t)k * C;
+			for (int64_t p = 0; p < np; p++)
+				o[p] = h->b[k];
+			for (int c = 0; c < C; c++) {
+				const float *x = feat + c * stride + p0;
+				float wc = wk[c];
+				for (int64_t p = 0; p < np; p++)
+					o[p] += wc * x[p];
+			}
+		}
+	}
+}
+
+static int head_emit(void *ctx, int64_t z0, int64_t zs, const float *slab)
+{
+	struct head_sink *h = ctx;
+	int64_t plane = h->s->plane;
+	int rc;
+	for (int64_t z = 0; z < zs; z++) {
+		head_slice(h, slab + z * plane, zs * plane, plane);
+		if ((rc = sink_emit(h->s, z0 + z, 1, h->slice)))
+			return rc;
+	}
+	return NNP_OK;
+}
+
+static int head_init(struct head_sink *h, struct nnp_model *m, struct sink *s)
+{
+	int C;
+	memset(h, 0, sizeof *h);
+	h->s = s;
+	h->nf = m->nfolds;
+	for (int f = 0; f < m->nfolds; f++) {
+		const float *w, *b;
+		int F, K, rc;
+		if ((rc = nnp_engine_head(m->engines[f], &F, &K, &w, &b)))
+			return rc;
+		if (!f) {
+			h->F = F;
+			h->K = K;
+			C = h->nf * F;
+			h->w = calloc((size_t)K * (size_t)C, sizeof *h->w);
+			h->b = calloc((size_t)K, sizeof *h->b);
+			h->slice = malloc((size_t)(K * s->plane) * sizeof *h->slice);
+			if (!h->w || !h->b || !h->slice)
+				return nnp_err(NNP_ENOMEM, "logits: out of memory");
+		}
+		for (int k = 0; k < K; k++) {
+			h->b[k] += b[k] / (float)h->nf;
+			for (int c = 0; c < F; c++)
+				h->w[(size_t)k * C + f * F + c] = w[(size_t)k * F + c] / (float)h->nf;
+		}
+	}
+	return NNP_OK;
+}
+
+static void head_release(struct head_sink *h)
+{
+	free(h->w);
+	free(h->b);
+	free(h->slice);
+}
+
 static int check_input(const struct nnp_vol *img, int channels)
 {
 	uint64_t n = nnp_frame_nvox(&img->f) * (uint64_t)img->f.shape[0];
@@ -157,8 +281,10 @@ int nnp_predict_logits(struct nnp_model *m, const struct nnp_predict_opts *o, co
 	struct fold_ctx ctx[NNP_MODEL_MAX_FOLDS];
 	struct nnp_frame f;
 	struct sink s = { 0 };
+	struct head_sink hs = { 0 };
+	struct feat_ctx fc = { 0 };
 	uint64_t need;
-	int rc;
+	int rc, F = 0, feat = use_features(m, o, &F);
 
 	if ((rc = check_input(img, m->arch.in_channels)))
 		return rc;
@@ -183,12 +309,28 @@ int nnp_predict_logits(struct nnp_model *m, const struct nnp_predict_opts *o, co
 		rc = nnp_err(NNP_ENOMEM, "logits: out of memory");
 		goto out;
 	}
-	rc = nnp_infer_run(&sw, models, m->nfolds, img->data, img->f.shape, sink_emit, &s);
+	if (feat) {
+		fc = (struct feat_ctx){ m, m->patch, 1, F, NULL };
+		for (int d = 0; d < m->patch_ndim; d++)
+			fc.tvox *= m->patch[d];
+		if (sw.max_batch > 1 && !(fc.tmp = malloc((size_t)sw.max_batch * (size_t)F * (size_t)fc.tvox * 4))) {
+			rc = nnp_err(NNP_ENOMEM, "features: out of memory");
+			goto out;
+		}
+		models[0] = (struct nnp_infer_model){ m->arch.in_channels, F * m->nfolds, &fc, feat_forward };
+		if ((rc = head_init(&hs, m, &s)))
+			goto out;
+		rc = nnp_infer_run(&sw, models, 1, img->data, img->f.shape, head_emit, &hs);
+	} else {
+		rc = nnp_infer_run(&sw, models, m->nfolds, img->data, img->f.shape, sink_emit, &s);
+	}
 	if (!rc)
 		rc = sink_flush(&s);
 	if (rc && img->f.case_id)
 		nnp_err_ctx(rc, "case '%s'", img->f.case_id);
 out:
+	head_release(&hs);
+	free(fc.tmp);
 	free(s.buf);
 	nnp_frame_release(&f);
 	return rc;

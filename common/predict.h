@@ -22,7 +22,15 @@
 #include "infer.h"
 #include "model.h"
 
+/* What the sliding window accumulates: the K logits, or the F features
+ * before the (linear) segmentation head of every fold, with the heads applied
+ * slice by slice afterwards — identical up to float32 rounding and much
+ * smaller when F x folds < K (many classes).  AUTO picks the smaller;
+ * --fp16-compat always accumulates logits (nnU-Net's roundings). */
+enum nnp_accumulate { NNP_ACC_AUTO = 0, NNP_ACC_LOGITS, NNP_ACC_FEATURES };
+
 struct nnp_predict_opts {
+	enum nnp_accumulate accumulate;
 	struct nnp_infer_opts sw;       /* tile / mirror axes are filled from the model */
 	int tta;                        /* mirror on the model's allowed axes */
 	enum nnp_dtype out_dtype;       /* NNP_F32 (default) or NNP_F16 */

@@ -30,6 +30,10 @@ static const struct nnp_proginfo info = {
 		"      --precision P        fp32 (default) or bf16 convolutions\n"
 		"      --device D           cpu (default), cuda, cuda:N\n"
 		"      --batch N            network inputs per forward pass (default 1)\n"
+		"      --accumulate A       auto (default), logits, features: what the window sums;\n"
+		"                           features = the last decoder features of every fold, with\n"
+		"                           the (linear) heads applied per slice: less memory when\n"
+		"                           features x folds < classes, same logits to fp32 rounding\n"
 		"      --max-memory SIZE    refuse a case whose estimate exceeds SIZE (default 90% of RAM)\n"
 		"  -j, --threads N          threads (default: NNP_THREADS or all cores)\n",
 	.details =
@@ -68,7 +72,7 @@ static void add_folds(struct cmdline *cl, char *arg)
 
 static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 {
-	enum { O_CKPT = 256, O_NOTTA, O_STEP, O_FP16, O_PREC, O_DEV, O_BATCH, O_MEM, O_TR };
+	enum { O_CKPT = 256, O_NOTTA, O_STEP, O_FP16, O_PREC, O_DEV, O_BATCH, O_MEM, O_TR, O_ACC };
 	static const struct option opts[] = {
 		{ "model", required_argument, NULL, 'm' },      { "dataset", required_argument, NULL, 'd' },
 		{ "configuration", required_argument, NULL, 'c' }, { "trainer", required_argument, NULL, O_TR },
@@ -77,7 +81,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		{ "disable-tta", no_argument, NULL, O_NOTTA },  { "step-size", required_argument, NULL, O_STEP },
 		{ "fp16-compat", no_argument, NULL, O_FP16 },   { "precision", required_argument, NULL, O_PREC },
 		{ "device", required_argument, NULL, O_DEV },   { "batch", required_argument, NULL, O_BATCH },
-		{ "max-memory", required_argument, NULL, O_MEM }, { "threads", required_argument, NULL, 'j' },
+		{ "max-memory", required_argument, NULL, O_MEM }, { "accumulate", required_argument, NULL, O_ACC }, { "threads", required_argument, NULL, 'j' },
 		{ NULL, 0, NULL, 0 }
 	};
 	unsigned long long phys = nnp_phys_mem();
@@ -121,6 +125,16 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 				nnp_usage_error("%s", nnp_err_msg());
 			break;
 		case O_BATCH: cl->po.sw.max_batch = (int)nnp_parse_ll("--batch", optarg, 1, 1024); break;
+		case O_ACC:
+			if (!strcmp(optarg, "auto"))
+				cl->po.accumulate = NNP_ACC_AUTO;
+			else if (!strcmp(optarg, "logits"))
+				cl->po.accumulate = NNP_ACC_LOGITS;
+			else if (!strcmp(optarg, "features"))
+				cl->po.accumulate = NNP_ACC_FEATURES;
+			else
+				nnp_usage_error("--accumulate: want auto, logits or features, not '%s'", optarg);
+			break;
 		case O_MEM: cl->po.max_memory = nnp_parse_size("--max-memory", optarg); break;
 		case 'j': threads = nnp_threads_from_arg(optarg); break;
 		default: nnp_bad_option(argv);

@@ -55,6 +55,18 @@ test_expect_success 'folds as -f 0,1 and -f 0 -f 1 give the same ensemble' '
 	cmp a.nnp b.nnp
 '
 
+test_expect_success 'accumulating head features equals accumulating logits (rel-L2 <= 1e-6)' '
+	for o in "-f 0 --disable-tta" "-f 0" "-f 0 1"; do
+		nnp infer -m "$RES" $o img.nnp | nnp write --force -o a.nii.gz &&
+		nnp infer -m "$RES" $o --accumulate features img.nnp | nnp write --force -o b.nii.gz &&
+		"$PYTHON" "$CMP" b.nii.gz a.nii.gz --rel-l2 1e-6 --argmax 1 >m.txt &&
+		t_comment "$o: $(cat m.txt)" || return 1
+	done &&
+	"$PYTHON" "$CMP" b.nii.gz "$CASE/logits_f01_nomirror.nii.gz" --masked "$CASE/properties.json" \
+		--masked-abs 4e-3 --masked-rel-l2 1e-3 --argmax 0.99 >/dev/null &&
+	t_code 2 nnp infer -m "$RES" --accumulate sums img.nnp
+'
+
 test_expect_success 'bf16 convolutions stay within 3e-2 of float32' '
 	if ! grep -q avx512_bf16 /proc/cpuinfo; then t_comment "no AVX-512 BF16: skipped"; exit 0; fi
 	nnp infer -m "$RES" -f 0 --disable-tta --precision bf16 img.nnp | nnp write -o lb.nii.gz &&
