@@ -56,7 +56,7 @@ test_expect_success 'folds as -f 0,1 and -f 0 -f 1 give the same ensemble' '
 '
 
 test_expect_success 'accumulating head features equals accumulating logits (rel-L2 <= 1e-6)' '
-	for o in "-f 0 --disable-tta" "-f 0" "-f 0 1"; do
+	for o in "-f 0" "-f 0 1 --disable-tta"; do
 		nnp infer -m "$RES" $o img.nnp | nnp write --force -o a.nii.gz &&
 		nnp infer -m "$RES" $o --accumulate features img.nnp | nnp write --force -o b.nii.gz &&
 		"$PYTHON" "$CMP" b.nii.gz a.nii.gz --rel-l2 1e-6 --argmax 1 >m.txt &&
