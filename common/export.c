@@ -10,9 +10,14 @@
 #include "resample.h"
 #include "transpose.h"
 
-#ifdef _OPENMP
-#include <omp.h>
+/* The row kernels gather; AVX2 has vector gathers, so build a clone for it
+ * (selected at load time; the arithmetic and its order are the same). */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define NNP_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define NNP_VECTOR_CLONES
 #endif
+
 
 void nnp_export_opts_init(struct nnp_export_opts *o)
 {
@@ -83,8 +88,11 @@ struct job {
 	int t[3], order, order_z, force, sepz, axis, path, fp16, regions;
 	const int *region_values;
 	struct nnp_vol seg, prob;
-	int64_t *ty, *tx;          /* order-1 taps in y and x (2 per output) */
-	double *wy, *wx;
+	int64_t *ty;               /* order-1 taps in y (2 per output) */
+	double *wy;
+	int32_t *ix0, *ix1;        /* order-1 taps in x, split for vectorised gathers */
+	double *wx0, *wx1;
+	float *half_lut;           /* float16 input: all 65536 values as float */
 	float *slot[2];            /* input slices (K planes, float32) */
 	int64_t slot_z[2];
 	float *planes;             /* separate z: the K resampled planes of input slice planes_z */
@@ -311,35 +319,107 @@ static void store_probs(const struct job *j, const float *const *rows, size_t of
 	}
 }
 
-/* rows[c][x]: the resampled logits of output row (oz, oy), x in [0, mid2). */
-static void decide_row(const struct job *j, const float *const *rows, int64_t oz, int64_t oy)
+/* First maximum over channels, channel by channel (vectorises with
+ * -fno-trapping-math, see the Makefile; no NaN reaches here). */
+NNP_VECTOR_CLONES
+static void argmax_step(const float *restrict r, float *restrict best, int32_t *restrict lab, int32_t c,
+			int64_t nx)
+{
+	for (int64_t x = 0; x < nx; x++) {
+		int gt = r[x] > best[x];
+		best[x] = gt ? r[x] : best[x];
+		lab[x] = gt ? c : lab[x];
+	}
+}
+
+static void argmax_rows(const float *const *rows, int64_t K, int64_t nx, float *restrict best,
+			int32_t *restrict lab)
+{
+	memcpy(best, rows[0], (size_t)nx * sizeof *best);
+	memset(lab, 0, (size_t)nx * sizeof *lab);
+	for (int32_t c = 1; c < (int32_t)K; c++)
+		argmax_step(rows[c], best, lab, c, nx);
+}
+
+/* rows[c][x]: the resampled logits of output row (oz, oy), x in [0, mid2);
+ * best/lab: nx scratch entries. */
+static void decide_row(const struct job *j, const float *const *rows, int64_t oz, int64_t oy, float *best,
+		       int32_t *lab)
 {
 	int64_t nx = j->mid[2], Z = oz + j->bbox[0][0], Y = oy + j->bbox[1][0];
 	size_t off = (size_t)(((Z * j->before[1] + Y) * j->before[2]) + j->bbox[2][0]);
-	for (int64_t x = 0; x < nx; x++) {
-		int lab = 0;
-		if (j->regions) {
+	if (j->regions) {
+		for (int64_t x = 0; x < nx; x++) {
+			lab[x] = 0;
 			for (int64_t c = 0; c < j->K; c++)
 				if (sigmoidf(rows[c][x]) > 0.5f)
-					lab = j->region_values[c];
-		} else {
-			float best = rows[0][x];
-			for (int64_t c = 1; c < j->K; c++)
-				if (rows[c][x] > best) {
-					best = rows[c][x];
-					lab = (int)c;
-				}
+					lab[x] = j->region_values[c];
 		}
-		store_label(j, off, x, lab);
+	} else {
+		argmax_rows(rows, j->K, nx, best, lab);
 	}
+	for (int64_t x = 0; x < nx; x++)
+		store_label(j, off, x, lab[x]);
 	if (j->o->save_probabilities)
 		store_probs(j, rows, off, nx);
 }
 
 /* ---- row providers ---- */
 
+/* One output row from two input rows (z weight exactly 1, second z tap
+ * weight 0: those terms add +-0 and v * 1.0 == v, so dropping them is
+ * exact): t = 0.0; t += (v * wy) * wx in data_linear3's order. */
+NNP_VECTOR_CLONES
+static void lin_row2(const float *restrict r0, const float *restrict r1, double wy0, double wy1,
+		     const int32_t *restrict ix0, const int32_t *restrict ix1, const double *restrict wx0,
+		     const double *restrict wx1, int64_t n, int64_t nin, double *restrict u, double *restrict out)
+{
+	double *restrict u0 = u, *restrict u1 = u + nin;
+	for (int64_t x = 0; x < nin; x++) {   /* (v * wy) once per input voxel: the same products */
+		u0[x] = (double)r0[x] * wy0;
+		u1[x] = (double)r1[x] * wy1;
+	}
+	for (int64_t x = 0; x < n; x++) {
+		double t = 0.0;
+		t += u0[ix0[x]] * wx0[x];
+		t += u0[ix1[x]] * wx1[x];
+		t += u1[ix0[x]] * wx0[x];
+		t += u1[ix1[x]] * wx1[x];
+		out[x] = t;
+	}
+}
+
+/* The general case: four input rows (z, y) = (0,0) (0,1) (1,0) (1,1). */
+NNP_VECTOR_CLONES
+static void lin_row4(const float *const r[4], const double w[4][2], int nk, const int32_t *restrict ix0,
+		     const int32_t *restrict ix1, const double *restrict wx0, const double *restrict wx1, int64_t n,
+		     double *restrict out)
+{
+	for (int64_t x = 0; x < n; x++) {
+		double t = 0.0;
+		for (int k = 0; k < nk; k++) {
+			t += (((double)r[k][ix0[x]] * w[k][0]) * w[k][1]) * wx0[x];
+			t += (((double)r[k][ix1[x]] * w[k][0]) * w[k][1]) * wx1[x];
+		}
+		out[x] = t;
+	}
+}
+
+NNP_VECTOR_CLONES
+static void round_row(const double *restrict t, int64_t n, int fp16, float *restrict out)
+{
+	if (fp16) {
+		for (int64_t x = 0; x < n; x++)
+			out[x] = nnp_half_to_float(nnp_double_to_half(t[x]));
+	} else {
+		for (int64_t x = 0; x < n; x++)
+			out[x] = (float)t[x];
+	}
+}
+
 /* Linear: data_linear3's arithmetic on the two input slices of zc. */
-static void row_linear(const struct job *j, const struct zctx *zc, int64_t c, int64_t oy, float *out)
+static void row_linear(const struct job *j, const struct zctx *zc, int64_t c, int64_t oy, double *tmp, double *u,
+		       float *out)
 {
 	int64_t nxi = j->in[2], plane = j->in[1] * nxi, nx = j->mid[2];
 	const int64_t *iy = j->ty + 2 * oy;
@@ -354,36 +434,11 @@ static void row_linear(const struct job *j, const struct zctx *zc, int64_t c, in
 			w[nk][1] = wy[b];
 			nk++;
 		}
-	if (!zc->zfull && zc->wz[0] == 1.0) {   /* v * 1.0 == v: the z weight drops out exactly */
-		for (int64_t x = 0; x < nx; x++) {
-			const int64_t *ix = j->tx + 2 * x;
-			const double *wx = j->wx + 2 * x;
-			double t = 0.0;
-			for (int k = 0; k < 2; k++)
-				for (int q = 0; q < 2; q++) {
-					double v = r[k][ix[q]];
-					v *= w[k][1];
-					v *= wx[q];
-					t += v;
-				}
-			out[x] = rnd(t, j->fp16);
-		}
-		return;
-	}
-	for (int64_t x = 0; x < nx; x++) {
-		const int64_t *ix = j->tx + 2 * x;
-		const double *wx = j->wx + 2 * x;
-		double t = 0.0;
-		for (int k = 0; k < nk; k++)
-			for (int q = 0; q < 2; q++) {
-				double v = r[k][ix[q]];
-				v *= w[k][0];
-				v *= w[k][1];
-				v *= wx[q];
-				t += v;
-			}
-		out[x] = rnd(t, j->fp16);
-	}
+	if (!zc->zfull && zc->wz[0] == 1.0)
+		lin_row2(r[0], r[1], wy[0], wy[1], j->ix0, j->ix1, j->wx0, j->wx1, nx, nxi, u, tmp);
+	else
+		lin_row4(r, (const double(*)[2])w, nk, j->ix0, j->ix1, j->wx0, j->wx1, nx, tmp);
+	round_row(tmp, nx, j->fp16, out);
 }
 
 /* Emit output slice oz: rows in parallel, each row all K channels. */
@@ -394,8 +449,11 @@ static int emit_slice(const struct job *j, const struct zctx *zc)
 	#pragma omp parallel reduction(|:fail)
 	{
 		float *buf = j->path == NNP_EXPORT_SEPZ ? NULL : malloc((size_t)(K * nx) * sizeof *buf);
+		double *tmp = malloc((size_t)nx * sizeof *tmp), *u = malloc((size_t)(2 * j->in[2]) * sizeof *u);
 		const float **rows = malloc((size_t)K * sizeof *rows);
-		if (!rows || (j->path != NNP_EXPORT_SEPZ && !buf))
+		float *best = malloc((size_t)nx * sizeof *best);
+		int32_t *lab = malloc((size_t)nx * sizeof *lab);
+		if (!rows || !best || !lab || !tmp || !u || (j->path != NNP_EXPORT_SEPZ && !buf))
 			fail = 1;
 		#pragma omp for schedule(dynamic, 4)
 		for (int64_t oy = 0; oy < j->mid[1]; oy++) {
@@ -407,7 +465,7 @@ static int emit_slice(const struct job *j, const struct zctx *zc)
 					continue;
 				}
 				if (j->path == NNP_EXPORT_LINEAR) {
-					row_linear(j, zc, c, oy, buf + c * nx);
+					row_linear(j, zc, c, oy, tmp, u, buf + c * nx);
 				} else {
 					size_t es = nnp_dtype_size(j->res_dt);
 					const char *p = (const char *)j->res +
@@ -416,10 +474,14 @@ static int emit_slice(const struct job *j, const struct zctx *zc)
 				}
 				rows[c] = buf + c * nx;
 			}
-			decide_row(j, rows, zc->oz, oy);
+			decide_row(j, rows, zc->oz, oy, best, lab);
 		}
 		free(buf);
+		free(tmp);
+		free(u);
 		free(rows);
+		free(best);
+		free(lab);
 	}
 	return fail ? nnp_err(NNP_ENOMEM, "case '%s': out of memory for the row buffers", j->id) : NNP_OK;
 }
@@ -505,28 +567,59 @@ static int check_finite(const struct job *j, const float *p, int64_t n, int64_t 
 	return NNP_OK;
 }
 
+/* Nonzero when a float16 / float32 / float64 element is inf or NaN. */
+static int nonfinite_bits(enum nnp_dtype t, const void *p, int64_t n)
+{
+	int bad = 0;
+	if (t == NNP_F16) {
+		const uint16_t *h = p;
+		for (int64_t i = 0; i < n; i++)
+			bad |= (h[i] & 0x7c00) == 0x7c00;
+	} else if (t == NNP_F32) {
+		const uint32_t *u = p;
+		for (int64_t i = 0; i < n; i++)
+			bad |= (u[i] & 0x7f800000u) == 0x7f800000u;
+	} else {
+		const double *d = p;
+		for (int64_t i = 0; i < n; i++)
+			bad |= !(fabs(d[i]) <= 3.0e38);   /* also what float32 would turn into inf */
+	}
+	return bad;
+}
+
 /* Slice s of a chunk (layout c, zs, y, x) into its slot as float32. */
 static int load_slice(struct job *j, const void *chunk, int64_t zs, int64_t s, int64_t z)
 {
-	int64_t plane = j->in[1] * j->in[2];
+	int64_t plane = j->in[1] * j->in[2], badc = -1;
 	size_t es = nnp_dtype_size(j->f->dtype);
 	float *dst = j->slot[z & 1];
-	int rc;
+	#pragma omp parallel for schedule(static) reduction(max:badc)
 	for (int64_t c = 0; c < j->K; c++) {
 		const char *p = (const char *)chunk + (size_t)((c * zs + s) * plane) * es;
-		nnp_to_f32(j->f->dtype, p, dst + c * plane, (size_t)plane);
-		if (j->f->dtype == NNP_F64) {   /* float32 would turn huge doubles into inf */
-			double v;
-			for (int64_t i = 0; i < plane; i++) {
-				memcpy(&v, p + (size_t)i * es, sizeof v);
-				if (!isfinite(v) || fabs(v) > 3.0e38)
-					return nnp_err(NNP_EDATA, "case '%s': logit %g (channel %lld, slice %lld) is not "
-						       "finite or out of float32 range", j->id, v, (long long)c,
-						       (long long)z);
-			}
+		float *d = dst + c * plane;
+		if (nonfinite_bits(j->f->dtype, p, plane)) {
+			badc = c;
+			continue;
 		}
-		if ((rc = check_finite(j, dst + c * plane, plane, c, z)))
-			return rc;
+		if (j->half_lut) {
+			const uint16_t *h = (const uint16_t *)(const void *)p;
+			for (int64_t i = 0; i < plane; i++)
+				d[i] = j->half_lut[h[i]];
+		} else {
+			nnp_to_f32(j->f->dtype, p, d, (size_t)plane);
+		}
+	}
+	if (badc >= 0) {
+		const char *p = (const char *)chunk + (size_t)((badc * zs + s) * plane) * es;
+		double v = 0;
+		for (int64_t i = 0; i < plane; i++) {
+			nnp_to_f64(j->f->dtype, p + (size_t)i * es, &v, 1);
+			if (!(fabs(v) <= 3.0e38))
+				break;
+		}
+		return nnp_err(NNP_EDATA, "case '%s': the logits contain %s (channel %lld, slice %lld): the "
+			       "prediction diverged", j->id, isnan(v) ? "NaN" : "infinity or an out-of-range value",
+			       (long long)badc, (long long)z);
 	}
 	j->slot_z[z & 1] = z;
 	return NNP_OK;
@@ -543,6 +636,26 @@ static int taps(int64_t n_in, int64_t n_out, int64_t **idx, double **w)
 	return NNP_OK;
 }
 
+static int taps_split(struct job *j)
+{
+	int64_t n = j->mid[2], idx[2];
+	double w[2];
+	j->ix0 = malloc((size_t)n * sizeof *j->ix0);
+	j->ix1 = malloc((size_t)n * sizeof *j->ix1);
+	j->wx0 = malloc((size_t)n * sizeof *j->wx0);
+	j->wx1 = malloc((size_t)n * sizeof *j->wx1);
+	if (!j->ix0 || !j->ix1 || !j->wx0 || !j->wx1)
+		return nnp_err(NNP_ENOMEM, "out of memory");
+	for (int64_t o = 0; o < n; o++) {
+		nnp_resample_linear_taps(j->in[2], n, o, idx, w);
+		j->ix0[o] = (int32_t)idx[0];
+		j->ix1[o] = (int32_t)idx[1];
+		j->wx0[o] = w[0];
+		j->wx1[o] = w[1];
+	}
+	return NNP_OK;
+}
+
 static int run_stream(struct job *j, struct nnp_reader *r)
 {
 	uint64_t cap = nnp_reader_chunk_bytes(r);
@@ -552,6 +665,12 @@ static int run_stream(struct job *j, struct nnp_reader *r)
 	int rc;
 	j->slot_z[0] = j->slot_z[1] = -1;
 	j->planes_z = -1;
+	if (j->f->dtype == NNP_F16) {
+		if (!(j->half_lut = malloc(65536 * sizeof *j->half_lut)))
+			return nnp_err(NNP_ENOMEM, "out of memory");
+		for (uint32_t h = 0; h < 65536; h++)
+			j->half_lut[h] = nnp_half_to_float((uint16_t)h);
+	}
 	if (!(j->slot[0] = malloc(plane * sizeof(float))) || !(j->slot[1] = malloc(plane * sizeof(float))) ||
 	    !(buf = malloc(cap ? cap : 1)))
 		rc = nnp_err(NNP_ENOMEM, "case '%s': out of memory for the input slices", j->id);
@@ -559,8 +678,7 @@ static int run_stream(struct job *j, struct nnp_reader *r)
 		 !(j->planes = malloc((size_t)(j->K * j->mid[1] * j->mid[2]) * sizeof *j->planes)))
 		rc = nnp_err(NNP_ENOMEM, "case '%s': out of memory for the resampled planes", j->id);
 	else if (j->path == NNP_EXPORT_LINEAR)
-		rc = taps(j->in[1], j->mid[1], &j->ty, &j->wy) || taps(j->in[2], j->mid[2], &j->tx, &j->wx) ?
-			     NNP_ENOMEM : NNP_OK;
+		rc = taps(j->in[1], j->mid[1], &j->ty, &j->wy) || taps_split(j) ? NNP_ENOMEM : NNP_OK;
 	else
 		rc = NNP_OK;
 	while (!rc && (rc = nnp_reader_chunk(r, buf, cap, &z0, &zs)) == 1) {
@@ -632,9 +750,12 @@ static void job_release(struct job *j)
 	nnp_vol_release(&j->seg);
 	nnp_vol_release(&j->prob);
 	free(j->ty);
-	free(j->tx);
 	free(j->wy);
-	free(j->wx);
+	free(j->ix0);
+	free(j->ix1);
+	free(j->wx0);
+	free(j->wx1);
+	free(j->half_lut);
 	free(j->slot[0]);
 	free(j->slot[1]);
 	free(j->planes);

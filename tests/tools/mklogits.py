@@ -49,6 +49,30 @@ def preprocessed_affine(orig, bbox, mid, pre):
     return a
 
 
+def big_synthetic(a):
+    """Large synthetic logits written chunk by chunk (benchmarks): smooth
+    random fields, float16 or float32, no crop."""
+    K, Z, Y, X = ints(a.synthetic)
+    mid, sp = ints(a.mid), floats(a.spacing)
+    dt = np.dtype("<" + a.dtype)
+    pre_sp = [sp[i] * mid[i] / [Z, Y, X][i] for i in range(3)]
+    aff = preprocessed_affine(np.diag([sp[2], sp[1], sp[0], 1.0]), [[0, m] for m in mid], mid, [Z, Y, X])
+    chunk = max(1, (8 << 20) // (K * Y * X * dt.itemsize))
+    h = {"nnp": "frame", "v": [1, 0], "role": "logits", "case": a.case or "bench", "dtype": dt.str,
+         "shape": [K, Z, Y, X], "spacing": pre_sp, "affine": [[float(v) for v in r] for r in aff],
+         "chunk": chunk, "nchunks": -(-Z // chunk), "nbytes": K * Z * Y * X * dt.itemsize, "codec": "raw",
+         "props": {"shape_before_cropping": mid, "bbox_used_for_cropping": [[0, m] for m in mid],
+                   "shape_after_cropping_and_before_resampling": mid, "spacing_before_resampling": sp}}
+    rng = np.random.default_rng(a.seed)
+    base = (rng.standard_normal((K, 1, Y, X)) * 2).astype(np.float32)
+    with open(a.o, "wb") as out:
+        out.write(nnpframe.pack(h))
+        for z0 in range(0, Z, chunk):
+            zs = min(chunk, Z - z0)
+            c = base + rng.standard_normal((K, zs, Y, X), dtype=np.float32)
+            out.write(nnpframe.pack(np.ascontiguousarray(c.astype(dt)).tobytes()))
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("case_dir", nargs="?")
@@ -66,6 +90,8 @@ def main():
     p.add_argument("--bbox", help="synthetic: crop box lo0,lo1,lo2 inside a grid --before")
     p.add_argument("--before")
     a = p.parse_args()
+    if a.synthetic and a.o != "-" and np.prod(ints(a.synthetic)) > 1 << 26:
+        return big_synthetic(a)
     if a.synthetic:
         K, Z, Y, X = ints(a.synthetic)
         mid = ints(a.mid)
