@@ -2,6 +2,10 @@
  * geometry, streaming over input slices (see export.h). */
 #include <math.h>
 #include <stdlib.h>
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define NNP_HAVE_F16C_PATH 1
+#endif
 #include <string.h>
 #include "crop.h"
 #include "err.h"
@@ -405,9 +409,57 @@ static void lin_row4(const float *const r[4], const double w[4][2], int nk, cons
 	}
 }
 
+#ifdef NNP_HAVE_F16C_PATH
+/* float64 -> float16 -> float, rounded once: round to odd into float32
+ * (24 >= 2*11 + 2 bits, so the second rounding is exact), then F16C's
+ * round-to-nearest-even.  Identical to nnp_double_to_half (unit-tested). */
+__attribute__((target("avx,f16c")))
+static void round_row_f16c(const double *restrict t, int64_t n, float *restrict out)
+{
+	int64_t x = 0;
+	for (; x + 4 <= n; x += 4) {
+		__m256d d = _mm256_loadu_pd(t + x);
+		__m128 f = _mm256_cvtpd_ps(d);
+		__m256d back = _mm256_cvtps_pd(f);
+		__m256d ad = _mm256_andnot_pd(_mm256_set1_pd(-0.0), d);
+		__m256d ab = _mm256_andnot_pd(_mm256_set1_pd(-0.0), back);
+		__m128i up = _mm256_cvtpd_epi32(_mm256_and_pd(_mm256_cmp_pd(ab, ad, _CMP_GT_OQ), _mm256_set1_pd(1.0)));
+		__m128i ne = _mm256_cvtpd_epi32(_mm256_and_pd(_mm256_cmp_pd(back, d, _CMP_NEQ_UQ), _mm256_set1_pd(1.0)));
+		__m128i bits = _mm_sub_epi32(_mm_castps_si128(f), up);
+		bits = _mm_or_si128(bits, ne);
+		__m128i h = _mm_cvtps_ph(_mm_castsi128_ps(bits), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+		_mm_storeu_ps(out + x, _mm_cvtph_ps(h));
+	}
+	for (; x < n; x++)
+		out[x] = nnp_half_to_float(nnp_double_to_half(t[x]));
+}
+
+__attribute__((target("avx,f16c")))
+static void half_row_f16c(const uint16_t *restrict h, int64_t n, float *restrict out)
+{
+	int64_t x = 0;
+	for (; x + 8 <= n; x += 8)
+		_mm256_storeu_ps(out + x, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(h + x))));
+	for (; x < n; x++)
+		out[x] = nnp_half_to_float(h[x]);
+}
+
+static int have_f16c(void)
+{
+	__builtin_cpu_init();
+	return __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+}
+#endif
+
 NNP_VECTOR_CLONES
 static void round_row(const double *restrict t, int64_t n, int fp16, float *restrict out)
 {
+#ifdef NNP_HAVE_F16C_PATH
+	if (fp16 && have_f16c()) {
+		round_row_f16c(t, n, out);
+		return;
+	}
+#endif
 	if (fp16) {
 		for (int64_t x = 0; x < n; x++)
 			out[x] = nnp_half_to_float(nnp_double_to_half(t[x]));
@@ -415,6 +467,11 @@ static void round_row(const double *restrict t, int64_t n, int fp16, float *rest
 		for (int64_t x = 0; x < n; x++)
 			out[x] = (float)t[x];
 	}
+}
+
+void nnp__export_round_f16(const double *t, int64_t n, float *out)
+{
+	round_row(t, n, 1, out);
 }
 
 /* Linear: data_linear3's arithmetic on the two input slices of zc. */
@@ -601,6 +658,12 @@ static int load_slice(struct job *j, const void *chunk, int64_t zs, int64_t s, i
 			badc = c;
 			continue;
 		}
+#ifdef NNP_HAVE_F16C_PATH
+		if (j->half_lut && have_f16c()) {
+			half_row_f16c((const uint16_t *)(const void *)p, plane, d);
+			continue;
+		}
+#endif
 		if (j->half_lut) {
 			const uint16_t *h = (const uint16_t *)(const void *)p;
 			for (int64_t i = 0; i < plane; i++)

@@ -79,4 +79,9 @@ void nnp_export_opts_init(struct nnp_export_opts *o);
 int nnp_export_frame(struct nnp_reader *r, const struct nnp_frame *f, struct nnp_export_opts *o,
 		     struct nnp_writer *w);
 
+/* Internal, for tests: round n float64 values to float16 (once, nearest
+ * even) and back to float, as --fp16-compat does (vector path when the CPU
+ * has F16C). */
+void nnp__export_round_f16(const double *t, int64_t n, float *out);
+
 #endif
