@@ -104,6 +104,11 @@ struct job {
 	void *res;                 /* whole path: K x mid in res_dt */
 	enum nnp_dtype res_dt;
 	int64_t next_oz;
+	/* streamed probabilities (no transposition): a chunk of pcs slices */
+	struct nnp_writer *w;
+	int prob_stream;
+	float *pchunk;
+	int64_t pcs, prob_next_z;
 };
 
 /* One output z: the z taps of the linear path. */
@@ -237,7 +242,10 @@ static uint64_t memory_estimate(const struct job *j)
 {
 	uint64_t nin = (uint64_t)prod3(j->in), nmid = (uint64_t)prod3(j->mid), nb = (uint64_t)prod3(j->before);
 	uint64_t K = (uint64_t)j->K, plane = (uint64_t)(j->in[1] * j->in[2]);
-	uint64_t out = nb * 2 + (j->o->save_probabilities ? K * nb * 4 : 0);
+	uint64_t pl = (uint64_t)(j->before[1] * j->before[2]);
+	uint64_t prob = !j->o->save_probabilities ? 0 : nnp_transpose_is_identity(j->t) ? K * pl * 4 + NNP_CHUNK_TARGET
+										     : K * nb * 4;
+	uint64_t out = nb * 2 + prob;
 	uint64_t tr = nnp_transpose_is_identity(j->t) ? 0 : out;
 	uint64_t work;
 	if (j->path == NNP_EXPORT_WHOLE)
@@ -269,9 +277,10 @@ static int make_outputs(struct job *j)
 		if ((rc = nnp_frame_copy(&j->prob.f, &sf)))
 			goto out;
 		strcpy(j->prob.f.role, "probabilities");
-		if ((rc = nnp_vol_alloc(&j->prob)))
+		j->prob_stream = nnp_transpose_is_identity(j->t);
+		if (!j->prob_stream && (rc = nnp_vol_alloc(&j->prob)))
 			goto out;
-		if (!j->regions) {
+		if (!j->prob_stream && !j->regions) {
 			float *p = j->prob.data;
 			for (int64_t i = 0; i < prod3(j->before); i++)
 				p[i] = 1.0f;
@@ -303,10 +312,13 @@ static void store_label(const struct job *j, size_t off, int64_t x, int lab)
 		((uint16_t *)j->seg.data)[off + (size_t)x] = (uint16_t)lab;
 }
 
-static void store_probs(const struct job *j, const float *const *rows, size_t off, int64_t nx)
+/* Probabilities of row (Z, Y) from x = bbox lo, channel c at p + c * nb. */
+static void store_probs(const struct job *j, const float *const *rows, int64_t Z, int64_t Y, int64_t nx)
 {
-	size_t nb = (size_t)prod3(j->before);
-	float *p = (float *)j->prob.data + off;
+	int64_t plane = j->before[1] * j->before[2];
+	size_t nb = j->prob_stream ? (size_t)(j->pcs * plane) : (size_t)prod3(j->before);
+	size_t off = (size_t)((j->prob_stream ? Z % j->pcs : Z) * plane + Y * j->before[2] + j->bbox[2][0]);
+	float *p = (j->prob_stream ? j->pchunk : (float *)j->prob.data) + off;
 	for (int64_t x = 0; x < nx; x++) {
 		if (j->regions) {
 			for (int64_t c = 0; c < j->K; c++)
@@ -365,7 +377,7 @@ static void decide_row(const struct job *j, const float *const *rows, int64_t oz
 	for (int64_t x = 0; x < nx; x++)
 		store_label(j, off, x, lab[x]);
 	if (j->o->save_probabilities)
-		store_probs(j, rows, off, nx);
+		store_probs(j, rows, Z, Y, nx);
 }
 
 /* ---- row providers ---- */
@@ -498,8 +510,81 @@ static void row_linear(const struct job *j, const struct zctx *zc, int64_t c, in
 	round_row(tmp, nx, j->fp16, out);
 }
 
-/* Emit output slice oz: rows in parallel, each row all K channels. */
-static int emit_slice(const struct job *j, const struct zctx *zc)
+/* ---- streamed probabilities ---- */
+
+/* Background of original slice Z in the chunk buffer: channel 0 = 1 (labels). */
+static void prob_slice_begin(const struct job *j, int64_t Z)
+{
+	int64_t plane = j->before[1] * j->before[2], zi = Z % j->pcs;
+	for (int64_t c = 0; c < j->K; c++) {
+		float *p = j->pchunk + (c * j->pcs + zi) * plane;
+		float v = c == 0 && !j->regions ? 1.0f : 0.0f;
+		for (int64_t i = 0; i < plane; i++)
+			p[i] = v;
+	}
+}
+
+/* Slice Z is complete: write the chunk when it is full or the last. */
+static int prob_slice_end(struct job *j, int64_t Z)
+{
+	int64_t zi = Z % j->pcs, plane = j->before[1] * j->before[2];
+	j->prob_next_z = Z + 1;
+	if (zi != j->pcs - 1 && Z != j->before[0] - 1)
+		return NNP_OK;
+	if (zi != j->pcs - 1)   /* a short last chunk: close the channel gaps */
+		for (int64_t c = 1; c < j->K; c++)
+			memmove(j->pchunk + c * (zi + 1) * plane, j->pchunk + c * j->pcs * plane,
+				(size_t)((zi + 1) * plane) * sizeof *j->pchunk);
+	return nnp_writer_chunk(j->w, j->pchunk, zi + 1);
+}
+
+/* Background slices before Z (exclusive). */
+static int prob_fill_to(struct job *j, int64_t Z)
+{
+	int rc;
+	while (j->prob_stream && j->prob_next_z < Z) {
+		prob_slice_begin(j, j->prob_next_z);
+		if ((rc = prob_slice_end(j, j->prob_next_z)))
+			return rc;
+	}
+	return NNP_OK;
+}
+
+static int prob_stream_begin(struct job *j)
+{
+	uint64_t slice;
+	int rc;
+	if (!j->prob_stream)
+		return NNP_OK;
+	j->prob.f.chunk_slices = 0;
+	if ((rc = nnp_writer_begin(j->w, &j->prob.f)))
+		return rc;
+	j->pcs = j->prob.f.chunk_slices;
+	slice = (uint64_t)(j->K * j->before[1] * j->before[2]) * sizeof(float);
+	if (!(j->pchunk = malloc((size_t)((uint64_t)j->pcs * slice))))
+		return nnp_err(NNP_ENOMEM, "case '%s': out of memory for a probabilities chunk", j->id);
+	return NNP_OK;
+}
+
+static int emit_rows(const struct job *j, const struct zctx *zc);
+
+/* Emit output slice oz (and the probabilities' bookkeeping around it). */
+static int emit_slice(struct job *j, const struct zctx *zc)
+{
+	int64_t Z = zc->oz + j->bbox[0][0];
+	int rc;
+	if (j->prob_stream) {
+		if ((rc = prob_fill_to(j, Z)))
+			return rc;
+		prob_slice_begin(j, Z);
+	}
+	if ((rc = emit_rows(j, zc)))
+		return rc;
+	return j->prob_stream ? prob_slice_end(j, Z) : NNP_OK;
+}
+
+/* Output slice oz: rows in parallel, each row all K channels. */
+static int emit_rows(const struct job *j, const struct zctx *zc)
 {
 	int64_t K = j->K, nx = j->mid[2];
 	int fail = 0;
@@ -819,6 +904,7 @@ static void job_release(struct job *j)
 	free(j->wx0);
 	free(j->wx1);
 	free(j->half_lut);
+	free(j->pchunk);
 	free(j->slot[0]);
 	free(j->slot[1]);
 	free(j->planes);
@@ -866,12 +952,15 @@ int nnp_export_frame(struct nnp_reader *r, const struct nnp_frame *f, struct nnp
 	j.o = o;
 	j.id = case_of(f);
 	j.fp16 = o->fp16_compat;
-	if (!(rc = setup(&j))) {
+	j.w = w;
+	if (!(rc = setup(&j)) && !(rc = prob_stream_begin(&j))) {
 		o->path_used = j.path;
 		rc = j.path == NNP_EXPORT_WHOLE ? run_whole(&j, r) : run_stream(&j, r);
 	}
+	if (!rc)
+		rc = prob_fill_to(&j, j.before[0]);
 	if (!rc && !(rc = transpose_back(&j, &j.seg)) && !(rc = transpose_back(&j, &j.prob))) {
-		if (o->save_probabilities)
+		if (o->save_probabilities && !j.prob_stream)
 			rc = nnp_writer_volume(w, &j.prob);
 		if (!rc)
 			rc = nnp_writer_volume(w, &j.seg);

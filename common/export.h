@@ -27,15 +27,18 @@
  *    separate z along axis 0 with order_z 0 the input is read chunk by chunk
  *    keeping at most two input slices (all channels, float32) plus, with
  *    separate z, the K resampled planes of one slice; the outputs are held
- *    whole (seg: 1-2 bytes per original voxel; probabilities K x 4).  Other
+ *    whole (seg: 1-2 bytes per original voxel); the probabilities frame is
+ *    streamed chunk by chunk when no transposition is undone (else held, K x
+ *    4 bytes per original voxel).  Other
  *    settings read the whole frame and resample per channel
  *    (nnp_resample_channel); the estimate is checked against max_memory
  *    first (NNP_ENOMEM naming the bytes).
  *
  * Ownership: nnp_export_labels_* fill/release a caller-owned struct;
  * nnp_export_frame takes ownership of nothing (it consumes the frame's
- * chunks from the reader and writes complete frames to the writer; on error
- * nothing of that case has been written).
+ * chunks from the reader and writes the output frames to the writer; on an
+ * error nothing of that case has been written, except a started streamed
+ * probabilities frame, which is then left truncated).
  */
 #ifndef NNP_EXPORT_H
 #define NNP_EXPORT_H

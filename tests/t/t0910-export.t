@@ -107,8 +107,17 @@ synth zdown "3,17,12,14 --mid 5,15,11 --spacing 3,1,1" "linear (streamed)"
 synth sepz "3,8,12,14 --mid 11,15,17 --spacing 3.5,0.8,0.8" "separate z (streamed)"
 synth sepz-x "3,12,14,8 --mid 15,17,11 --spacing 0.8,0.8,3.5" "whole volume"
 synth cropped "3,10,12,14 --mid 13,9,17 --spacing 1,1,1 --bbox 2,0,5 --before 20,9,30" "linear (streamed)"
+synth bigplane "3,5,256,256 --mid 7,512,512 --spacing 1,0.5,0.5 --bbox 2,0,0 --before 13,512,512" "linear (streamed)"
 synth transposed "3,8,12,14 --mid 11,15,17 --spacing 3.5,0.8,0.8 --transpose 2,0,1" "separate z (streamed)"
 
+test_expect_success 'probabilities are streamed: several chunks, peak RSS below the probabilities volume' '
+	nnp-info --json -H bigplane.out.nnp | "$PYTHON" -c "
+import json, sys; h = json.loads(sys.stdin.readline()); assert h[\"role\"] == \"probabilities\" and h[\"nchunks\"] > 2, h
+" &&
+	/usr/bin/time -f %M -o rss nnp-export --save-probabilities bigplane.nnp >/dev/null &&
+	echo "peak RSS $(cat rss) KiB; probabilities volume $((3 * 13 * 512 * 512 * 4 / 1024)) KiB" &&
+	test "$(cat rss)" -lt $((3 * 13 * 512 * 512 * 4 / 1024))
+'
 test_expect_success 'labels from dataset.json: regions (sigmoid > 0.5, regions_class_order, later wins)' '
 	mkdir -p reg && cat >reg/dataset.json <<-EOF &&
 	{"channel_names": {"0": "CT"}, "labels": {"background": 0, "whole": [1, 2], "core": 2},
