@@ -30,7 +30,7 @@ static const struct nnp_proginfo info = {
 		"      --fp16-compat         round the resampled logits to float16 like nnU-Net\n"
 		"                            (bit-identical segmentations to nnU-Net's export)\n"
 		"      --max-memory BYTES    refuse a case that needs more (suffix K, M, G; default\n"
-		"                            75%% of the physical memory; 0 = no limit)\n"
+		"                            75% of the physical memory; 0 = no limit)\n"
 		"  -j, --threads N           threads (default: NNP_THREADS or all cores)\n",
 	.details =
 		"Reads 'logits' frames as nnp preprocess's geometry and props leave them\n"

@@ -174,7 +174,7 @@ test_expect_success 'an integer logits frame is refused' '
 	mklogits --synthetic 2,4,5,6 --mid 4,5,6 --spacing 1,1,1 --dtype i2 -o i.nnp &&
 	t_code 1 nnp-export i.nnp && t_err_line nnp-export "float16, float32 or float64"
 '
-test_expect_success 'usage errors: -p without -c, a terminal stdout' '
+test_expect_success 'usage errors: -p without -c, a bad --max-memory' '
 	t_code 2 nnp-export -p x.json k.nnp && t_err_line nnp-export "-c" &&
 	t_code 2 nnp-export --max-memory lots k.nnp
 '
