@@ -253,7 +253,7 @@ static uint64_t memory_estimate(const struct job *j)
 		       3 * (nin > nmid ? nin : nmid) * 8;
 	else
 		work = 2 * K * plane * 4 + (j->path == NNP_EXPORT_SEPZ ? K * (uint64_t)(j->mid[1] * j->mid[2]) * 4 : 0) +
-		       NNP_CHUNK_MAX;
+		       nnp_frame_slice_bytes(j->f) * (uint64_t)(j->f->chunk_slices > 0 ? j->f->chunk_slices : 1);
 	return out + tr + work;
 }
 
