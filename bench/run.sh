@@ -27,6 +27,39 @@ best() {
 # peak RSS (KiB) of the LAST command in a pipeline, via /usr/bin/time
 rss() { /usr/bin/time -f %M -o "$OUT/rss" bash -c "$1" >/dev/null 2>&1 || true; cat "$OUT/rss"; }
 
+# ---- export (nnU-Net anchor: 41 s, 6.7 GB; goal <= 1 s, <= 1 GB) ----
+# 33 classes, float16 logits 200x256x256 -> original 200x320x320 (in-plane
+# 256 -> 320, z unchanged), seg only.  'bench/run.sh export' runs only this.
+bench_export() {
+	local L=$OUT/logits33.nnp r
+	[ -f "$L" ] || "${PYTHON:-/usr/bin/python3}" "$ROOT/tests/tools/mklogits.py" --synthetic 33,200,256,256 \
+		--mid 200,320,320 --spacing 1,0.8,0.8 --dtype f2 -o "$L"
+	cat "$L" > /dev/null
+	t_export=$(best "'$BIN/nnp-export' '$L' > /dev/null")
+	t_export16=$(best "'$BIN/nnp-export' --fp16-compat '$L' > /dev/null")
+	r=$(rss "'$BIN/nnp-export' '$L'")
+	r_export=$(echo "scale=1; $r / 1024" | bc -l)
+	export_rows="| 33 classes, float16 logits 200×256×256 → 200×320×320, seg (float32 rounding) | $t_export | $r_export MiB | 41 s, 6.7 GB | $(echo "scale=0; 41 / $t_export" | bc -l)x |
+| same with \`--fp16-compat\` (bit-identical to nnU-Net) | $t_export16 | — | 41 s, 6.7 GB | $(echo "scale=0; 41 / $t_export16" | bc -l)x |"
+}
+export_md() {
+	cat <<MD
+## Export (\`nnp export\`, logits → segmentation in the original geometry)
+
+| task | nnpipe wall [s] | peak RSS | nnU-Net 2.8.1 | ratio |
+|---|---:|---|---|---:|
+$export_rows
+
+Goal: <= 1 s and <= 1 GB on 2 cores. The input (865 MB) is streamed: two input
+slices, the row buffers and the uint8 output volume (20 MB) are held.
+MD
+}
+if [ "${1:-}" = export ]; then
+	bench_export
+	export_md
+	exit 0
+fi
+
 F=$OUT/ct512.nii
 [ -f "$F" ] || "$TOOLS/nnp-mkvol" -o "$F" --shape 512,512,300 --dtype int16 --spacing 0.7,0.7,1.0
 FZ=$OUT/ct512.nii.gz
@@ -97,6 +130,8 @@ t_seg=$(best "'$BIN/nnp-resample' --spacing 1.5,1.5,1.5 '$OUT/seg117.nnp' > /dev
 r_seg=$(rss "'$BIN/nnp-resample' --spacing 1.5,1.5,1.5 '$OUT/seg117.nnp'")
 rm -f "$OUT"/s[0-2].nnp
 
+bench_export
+
 mbs() { echo "scale=0; $MB / $1" | bc -l; }
 pct() { echo "scale=0; 100 * $1 / $2" | bc -l; }
 mib() { echo "scale=1; $1 / 1024" | bc -l; }
@@ -157,5 +192,7 @@ byte-identical output (tests/t/t0710).
 
 A pass-through filter holds one chunk plus a ~2-3 MiB process baseline, so it stays
 under two chunks whatever the volume size (the volume here is $(printf '%.0f' "$MB") MiB).
+
+$(export_md)
 MD
 cat "$REPORT"

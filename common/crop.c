@@ -366,7 +366,7 @@ int nnp_crop_set_props(struct nnp_frame *f, const int64_t before[3], const int64
 	return NNP_OK;
 }
 
-int nnp_crop_get_props(const struct nnp_frame *f, int64_t before[3], int64_t bbox[3][2])
+int nnp_crop_get_record(const struct nnp_frame *f, int64_t before[3], int64_t bbox[3][2])
 {
 	json_t *s = f->props ? json_object_get(f->props, "shape_before_cropping") : NULL;
 	json_t *b = f->props ? json_object_get(f->props, "bbox_used_for_cropping") : NULL;
@@ -379,11 +379,22 @@ int nnp_crop_get_props(const struct nnp_frame *f, int64_t before[3], int64_t bbo
 		before[a] = json_integer_value(json_array_get(s, (size_t)a));
 		bbox[a][0] = json_integer_value(json_array_get(r, 0));
 		bbox[a][1] = json_integer_value(json_array_get(r, 1));
-		if (json_array_size(r) != 2 || before[a] < 1 || bbox[a][0] < 0 || bbox[a][1] > before[a] ||
-		    bbox[a][1] - bbox[a][0] != f->shape[a + 1])
-			return nnp_err(NNP_EDATA, "case '%s': crop record does not match the frame's shape (axis %d)",
-				       id, a);
+		if (json_array_size(r) != 2 || before[a] < 1 || before[a] > NNP_DIM_MAX || bbox[a][0] < 0 ||
+		    bbox[a][1] > before[a] || bbox[a][1] <= bbox[a][0])
+			return nnp_err(NNP_EDATA, "case '%s': malformed crop record (axis %d)", id, a);
 	}
+	return NNP_OK;
+}
+
+int nnp_crop_get_props(const struct nnp_frame *f, int64_t before[3], int64_t bbox[3][2])
+{
+	int rc = nnp_crop_get_record(f, before, bbox);
+	if (rc)
+		return rc;
+	for (int a = 0; a < 3; a++)
+		if (bbox[a][1] - bbox[a][0] != f->shape[a + 1])
+			return nnp_err(NNP_EDATA, "case '%s': crop record does not match the frame's shape (axis %d)",
+				       f->case_id ? f->case_id : "", a);
 	return NNP_OK;
 }
 
@@ -396,6 +407,25 @@ static void fill_value(void *p, enum nnp_dtype t, double v, uint64_t n)
 		memcpy((char *)p + i * es, one, es);
 }
 
+int nnp_uncrop_frame(const struct nnp_frame *src, const int64_t before[3], const int64_t bbox[3][2],
+		     struct nnp_frame *dst)
+{
+	int rc;
+	nnp_frame_init(dst);
+	if ((rc = nnp_frame_copy(dst, src)))
+		return rc;
+	for (int a = 0; a < 3; a++)
+		dst->shape[a + 1] = before[a];
+	dst->chunk_slices = 0;
+	shift_origin(dst, bbox, -1);
+	if (dst->props) {
+		json_object_del(dst->props, "shape_before_cropping");
+		json_object_del(dst->props, "bbox_used_for_cropping");
+		json_object_del(dst->props, "shape_after_cropping_and_before_resampling");
+	}
+	return NNP_OK;
+}
+
 int nnp_uncrop(const struct nnp_vol *src, const int64_t before[3], const int64_t bbox[3][2], double fill,
 	       struct nnp_vol *dst)
 {
@@ -404,17 +434,8 @@ int nnp_uncrop(const struct nnp_vol *src, const int64_t before[3], const int64_t
 	int64_t nz = f->shape[1], ny = f->shape[2], nx = f->shape[3];
 	int rc;
 	nnp_vol_init(dst);
-	if ((rc = nnp_frame_copy(&dst->f, f)))
+	if ((rc = nnp_uncrop_frame(f, before, bbox, &dst->f)))
 		return rc;
-	for (int a = 0; a < 3; a++)
-		dst->f.shape[a + 1] = before[a];
-	dst->f.chunk_slices = 0;
-	shift_origin(&dst->f, bbox, -1);
-	if (dst->f.props) {
-		json_object_del(dst->f.props, "shape_before_cropping");
-		json_object_del(dst->f.props, "bbox_used_for_cropping");
-		json_object_del(dst->f.props, "shape_after_cropping_and_before_resampling");
-	}
 	if ((rc = nnp_vol_alloc(dst)))
 		return rc;
 	if (fill != 0)

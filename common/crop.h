@@ -32,12 +32,21 @@ int nnp_crop_to_nonzero(const struct nnp_vol *img, const struct nnp_vol *seg, st
 /* Record nnU-Net's crop bookkeeping in f->props: shape_before_cropping,
  * bbox_used_for_cropping, shape_after_cropping_and_before_resampling. */
 int nnp_crop_set_props(struct nnp_frame *f, const int64_t before[3], const int64_t bbox[3][2]);
-/* Read them back (NNP_EDATA naming the case when absent or malformed). */
+/* Read the record back without comparing it with the frame's shape (for
+ * frames resampled after the crop): bbox inside before, non-empty. */
+int nnp_crop_get_record(const struct nnp_frame *f, int64_t before[3], int64_t bbox[3][2]);
+/* Read them back (NNP_EDATA naming the case when absent or malformed, or
+ * when the box does not match the frame's shape). */
 int nnp_crop_get_props(const struct nnp_frame *f, int64_t before[3], int64_t bbox[3][2]);
 /* Inverse of the crop: place src into a volume of shape `before` at bbox,
  * filling the rest with `fill`; the affine origin moves back.  The crop
  * props are removed from the result. */
 int nnp_uncrop(const struct nnp_vol *src, const int64_t before[3], const int64_t bbox[3][2], double fill,
 	       struct nnp_vol *dst);
+/* The frame part of nnp_uncrop: dst (initialised by the call) is a copy of
+ * src with shape `before`, the origin moved back and the crop props
+ * removed. */
+int nnp_uncrop_frame(const struct nnp_frame *src, const int64_t before[3], const int64_t bbox[3][2],
+		     struct nnp_frame *dst);
 
 #endif

@@ -129,6 +129,40 @@ void nnp_swap_bytes(void *data, size_t n, size_t esize)
 	}
 }
 
+/* float64 -> float16, rounded once (to nearest even), like numpy. */
+uint16_t nnp_double_to_half(double d)
+{
+	uint64_t x, m, rem, halfway;
+	uint16_t sign;
+	int e, he, shift;
+	uint32_t h;
+	memcpy(&x, &d, 8);
+	sign = (uint16_t)((x >> 48) & 0x8000);
+	e = (int)((x >> 52) & 0x7ff);
+	m = x & 0xfffffffffffffULL;
+	if (e == 0x7ff)
+		return (uint16_t)(sign | 0x7c00 | (m ? 0x200 : 0));
+	he = e - 1023 + 15;
+	if (he >= 31)
+		return (uint16_t)(sign | 0x7c00);
+	if (he <= 0) {                       /* float16 subnormal (or zero) */
+		if (he < -10)
+			return sign;             /* below half the smallest subnormal */
+		m |= 1ULL << 52;
+		shift = 1051 - e;                /* 43..53 */
+		h = (uint32_t)(m >> shift);
+		rem = m & ((1ULL << shift) - 1);
+		halfway = 1ULL << (shift - 1);
+		h += rem + (h & 1) > halfway;    /* nearest, ties to even */
+		return (uint16_t)(sign | h);
+	}
+	h = ((uint32_t)he << 10) | (uint32_t)(m >> 42);
+	rem = m & ((1ULL << 42) - 1);
+	halfway = 1ULL << 41;
+	h += rem + (h & 1) > halfway;            /* a carry into the exponent is right, up to inf */
+	return (uint16_t)(sign | h);
+}
+
 float nnp_half_to_float(uint16_t h)
 {
 	uint32_t sign = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff, bits;

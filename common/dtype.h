@@ -40,5 +40,7 @@ void nnp_convert(enum nnp_dtype dt, void *dst, enum nnp_dtype st, const void *sr
 
 float nnp_half_to_float(uint16_t h);
 uint16_t nnp_float_to_half(float f);   /* round to nearest even */
+/* float64 -> float16 rounded once (nearest even), like numpy astype. */
+uint16_t nnp_double_to_half(double d);
 
 #endif

@@ -52,23 +52,19 @@ int nnp_plans_spacing(const json_t *plans, const char *name, double sp[3], int *
 	return NNP_OK;
 }
 
-int nnp_plans_resampling(const json_t *plans, const char *name, int seg, int *order, int *order_z, int *force)
+int nnp_plans_parse_kwargs(const json_t *kw, const char *key, int *order, int *order_z, int *force)
 {
-	const char *key = seg ? "resampling_fn_seg_kwargs" : "resampling_fn_data_kwargs";
-	const json_t *kw, *o, *oz, *f;
-	int rc = nnp_plans_config_get(plans, name, key, &kw);
-	*order = seg ? 1 : 3;
-	*order_z = 0;
-	*force = -1;
-	if (rc || !kw)
-		return rc;
-	o = json_object_get(kw, "order");
-	oz = json_object_get(kw, "order_z");
-	f = json_object_get(kw, "force_separate_z");
+	const json_t *o = json_object_get(kw, "order");
+	const json_t *oz = json_object_get(kw, "order_z");
+	const json_t *f = json_object_get(kw, "force_separate_z");
+	if (!json_is_object(kw))
+		return nnp_err(NNP_EDATA, "%s must be an object", key);
 	if (o && !json_is_integer(o))
-		return nnp_err(NNP_EDATA, "plans: %s.order must be an integer", key);
+		return nnp_err(NNP_EDATA, "%s.order must be an integer", key);
 	if (oz && !json_is_integer(oz))
-		return nnp_err(NNP_EDATA, "plans: %s.order_z must be an integer", key);
+		return nnp_err(NNP_EDATA, "%s.order_z must be an integer", key);
+	if (f && !json_is_null(f) && !json_is_boolean(f))
+		return nnp_err(NNP_EDATA, "%s.force_separate_z must be null, true or false", key);
 	if (o)
 		*order = (int)json_integer_value(o);
 	if (oz)
@@ -76,6 +72,21 @@ int nnp_plans_resampling(const json_t *plans, const char *name, int seg, int *or
 	if (f && !json_is_null(f))
 		*force = json_is_true(f) ? 1 : 0;
 	return NNP_OK;
+}
+
+int nnp_plans_resampling(const json_t *plans, const char *name, int seg, int *order, int *order_z, int *force)
+{
+	const char *key = seg == NNP_RS_PROBABILITIES ? "resampling_fn_probabilities_kwargs"
+			  : seg ? "resampling_fn_seg_kwargs" : "resampling_fn_data_kwargs";
+	const json_t *kw;
+	int rc = nnp_plans_config_get(plans, name, key, &kw);
+	*order = seg ? 1 : 3;
+	*order_z = 0;
+	*force = -1;
+	if (rc || !kw)
+		return rc;
+	rc = nnp_plans_parse_kwargs(kw, key, order, order_z, force);
+	return rc ? nnp_err_ctx(rc, "plans") : NNP_OK;
 }
 
 void nnp_plans_case_spacing(const double cfg_sp[3], int n, const double case_sp[3], double out[3])

@@ -251,42 +251,17 @@ void nnp_resample_src_range(int64_t n_in, int64_t n_out, int order, int64_t o0, 
 		*lo = 0;
 }
 
+void nnp_resample_linear_taps(int64_t n_in, int64_t n_out, int64_t o, int64_t idx[2], double w[2])
+{
+	double cc = sample_pos(n_in, n_out, o, 0);
+	int64_t start = tap_start(cc, 1);
+	idx[0] = clamp_index(start, n_in);
+	idx[1] = clamp_index(start + 1, n_in);
+	spline_weights(cc, 1, w);
+}
+
 /* ------------------------------------------------------------------ */
 /* element access                                                      */
-
-/* float64 -> float16, rounded once (to nearest even), like numpy. */
-static uint16_t double_to_half(double d)
-{
-	uint64_t x, m, rem, halfway;
-	uint16_t sign;
-	int e, he, shift;
-	uint32_t h;
-	memcpy(&x, &d, 8);
-	sign = (uint16_t)((x >> 48) & 0x8000);
-	e = (int)((x >> 52) & 0x7ff);
-	m = x & 0xfffffffffffffULL;
-	if (e == 0x7ff)
-		return (uint16_t)(sign | 0x7c00 | (m ? 0x200 : 0));
-	he = e - 1023 + 15;
-	if (he >= 31)
-		return (uint16_t)(sign | 0x7c00);
-	if (he <= 0) {                       /* float16 subnormal (or zero) */
-		if (he < -10)
-			return sign;             /* below half the smallest subnormal */
-		m |= 1ULL << 52;
-		shift = 1051 - e;                /* 43..53 */
-		h = (uint32_t)(m >> shift);
-		rem = m & ((1ULL << shift) - 1);
-		halfway = 1ULL << (shift - 1);
-		h += rem + (h & 1) > halfway;    /* nearest, ties to even */
-		return (uint16_t)(sign | h);
-	}
-	h = ((uint32_t)he << 10) | (uint32_t)(m >> 42);
-	rem = m & ((1ULL << 42) - 1);
-	halfway = 1ULL << 41;
-	h += rem + (h & 1) > halfway;            /* a carry into the exponent is right, up to inf */
-	return (uint16_t)(sign | h);
-}
 
 /* A data source: elements of dt, value * slope + inter when scaled. */
 struct source {
@@ -337,7 +312,7 @@ static void sink_put(const struct sink *s, int64_t off, int64_t stride, const do
 	switch (s->dt) {
 	case NNP_F64: SPUT(double, AS_F64); break;
 	case NNP_F32: SPUT(float, AS_F32); break;
-	case NNP_F16: SPUT(uint16_t, double_to_half); break;
+	case NNP_F16: SPUT(uint16_t, nnp_double_to_half); break;
 	default: break;
 	}
 #undef SPUT
@@ -1478,6 +1453,33 @@ void nnp_resample_opts_init(struct nnp_resample_opts *o)
 	o->out_dtype = NNP_DT_NONE;
 }
 
+int nnp_resample_frame(const struct nnp_frame *f, const int64_t new_shape[3], const double new_spacing[3],
+		       enum nnp_dtype dt, struct nnp_frame *out)
+{
+	int rc;
+	nnp_frame_init(out);
+	if ((rc = nnp_frame_copy(out, f)))
+		return rc;
+	free(out->scale);
+	out->scale = NULL;
+	out->dtype = dt;
+	out->chunk_slices = 0;
+	for (int k = 0; k < 3; k++) {
+		double s = (double)f->shape[k + 1] / (double)new_shape[k];
+		int col = 2 - k;   /* NIfTI voxel axis of array axis k */
+		out->shape[k + 1] = new_shape[k];
+		out->spacing[k] = new_spacing ? new_spacing[k] : f->spacing[k] * s;
+		if (f->has_affine) {
+			/* output voxel o is input position (o + 0.5) * s - 0.5 */
+			for (int r = 0; r < 3; r++) {
+				out->affine[r][3] += f->affine[r][col] * (0.5 * s - 0.5);
+				out->affine[r][col] = f->affine[r][col] * s;
+			}
+		}
+	}
+	return NNP_OK;
+}
+
 int nnp_resample_vol(const struct nnp_vol *in, const int64_t new_shape[3], const double new_spacing[3],
 		     const struct nnp_resample_opts *o, struct nnp_vol *out)
 {
@@ -1506,25 +1508,8 @@ int nnp_resample_vol(const struct nnp_vol *in, const int64_t new_shape[3], const
 	} else {
 		dt = f->dtype == NNP_F16 ? NNP_F16 : (f->dtype == NNP_F64 ? NNP_F64 : NNP_F32);
 	}
-	if ((rc = nnp_frame_copy(&out->f, f)))
+	if ((rc = nnp_resample_frame(f, new_shape, new_spacing, dt, &out->f)))
 		return rc;
-	free(out->f.scale);
-	out->f.scale = NULL;
-	out->f.dtype = dt;
-	out->f.chunk_slices = 0;
-	for (int k = 0; k < 3; k++) {
-		double s = (double)ish[k] / (double)new_shape[k];
-		int col = 2 - k;   /* NIfTI voxel axis of array axis k */
-		out->f.shape[k + 1] = new_shape[k];
-		out->f.spacing[k] = new_spacing ? new_spacing[k] : f->spacing[k] * s;
-		if (f->has_affine) {
-			/* output voxel o is input position (o + 0.5) * s - 0.5 */
-			for (int r = 0; r < 3; r++) {
-				out->f.affine[r][3] += f->affine[r][col] * (0.5 * s - 0.5);
-				out->f.affine[r][col] = f->affine[r][col] * s;
-			}
-		}
-	}
 	if ((rc = nnp_vol_alloc(out))) {
 		nnp_vol_release(out);
 		return rc;

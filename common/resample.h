@@ -107,6 +107,13 @@ int nnp_resample_to_shape(const struct nnp_vol *in, const int64_t new_shape[3], 
 			  const double new_spacing[3], int is_seg, int order, int order_z, int force_separate_z,
 			  struct nnp_vol *out);
 
+/* The frame of a resampled volume: a copy of f with shape new_shape,
+ * dtype dt, no scale, spacing new_spacing (or the exact ratio when NULL),
+ * the affine scaled about half-pixel centres (what nnp_resample_vol
+ * writes).  out is initialised by the call. */
+int nnp_resample_frame(const struct nnp_frame *f, const int64_t new_shape[3], const double new_spacing[3],
+		       enum nnp_dtype dt, struct nnp_frame *out);
+
 /* One channel: src (shape in[3], dtype st, value*slope+inter when slope != 0)
  * -> dst (shape out[3], dtype dt). */
 int nnp_resample_channel(enum nnp_dtype st, const void *src, double slope, double inter, const int64_t in[3],
@@ -122,6 +129,12 @@ int nnp_resample_plane_labels(const int32_t *src, int64_t a, int64_t b, int32_t 
 			      int order, uint64_t *label_evals);
 /* map_coordinates order 0, mode 'nearest': the input index of output o. */
 int64_t nnp_resample_nearest(int64_t n_in, int64_t n_out, int64_t o);
+/* Order-1 taps of output o: input indices idx[0..1] (clamped) and
+ * weights w[0..1], exactly those of nnp_resample_channel, whose 3D order-1
+ * result is t = 0.0; t += ((v * wz) * wy) * wx over the taps (z, y) in
+ * the order (0,0) (0,1) (1,0) (1,1), x innermost, then clipped to the
+ * channel's min/max. */
+void nnp_resample_linear_taps(int64_t n_in, int64_t n_out, int64_t o, int64_t idx[2], double w[2]);
 /* Input indices [*lo, *hi) along an axis that output indices [o0, o1)
  * read for `order` (0 or 1: the interpolation neighbours; >= 2: all). */
 void nnp_resample_src_range(int64_t n_in, int64_t n_out, int order, int64_t o0, int64_t o1, int64_t *lo,
