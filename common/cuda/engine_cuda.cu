@@ -211,6 +211,7 @@ struct cconv {                  /* one cuDNN convolution (forward or backward da
 	cudnnFilterDescriptor_t f;
 	cudnnConvolutionDescriptor_t cd;
 	int algo;                   /* cudnnConvolutionFwdAlgo_t or cudnnConvolutionBwdDataAlgo_t */
+	int math;                   /* the cudnnMathType_t set on cd */
 	size_t ws;
 };
 
@@ -317,9 +318,9 @@ static int load_op(const struct nnp_net_graph *g, const struct nnp_op *op, const
 		int64_t kvol = 1, c1 = g->tensors[op->in].channels;
 		for (int d = 2; d < nd; d++)
 			kvol *= shape[d];
-		if (c1 <= 0 || c1 >= shape[1])
-			return nnp_err(NNP_EINTERNAL, "network: %s: bad channel split %lld of %lld", op->w,
-				       (long long)c1, (long long)shape[1]);
+		if (c1 <= 0 || c1 + g->tensors[op->in2].channels != shape[1])
+			return nnp_err(NNP_EINTERNAL, "network: %s: bad channel split %lld + %d of %lld", op->w,
+				       (long long)c1, g->tensors[op->in2].channels, (long long)shape[1]);
 		rc = upload_split(p, shape[0], c1, shape[1] - c1, kvol, &w->w, &w->w2);
 	} else {
 		rc = upload(p, n, &w->w);
@@ -477,12 +478,14 @@ static int pick_fwd(struct nnp_cuda_engine *e, const struct nnp_op *op, struct c
 		    ws > WS_MAX)
 			continue;
 		c->algo = (int)perf[i].algo;
+		c->math = (int)m;
 		c->ws = ws;
 		return NNP_OK;
 	}
 	/* implicit GEMM supports every shape and needs no workspace */
 	DNN(cudnnSetConvolutionMathType(c->cd, base_math(e)), "cudnnSetConvolutionMathType");
 	c->algo = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
+	c->math = (int)base_math(e);
 	{
 		cudnnStatus_t s = cudnnGetConvolutionForwardWorkspaceSize(e->h, c->x, c->f, c->cd, y,
 									  CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, &ws);
@@ -517,12 +520,14 @@ static int pick_bwd(struct nnp_cuda_engine *e, const struct nnp_op *op, struct c
 		    ws > WS_MAX)
 			continue;
 		c->algo = (int)perf[i].algo;
+		c->math = (int)m;
 		c->ws = ws;
 		return NNP_OK;
 	}
 	/* ALGO_1 is deterministic and supports every shape */
 	DNN(cudnnSetConvolutionMathType(c->cd, base_math(e)), "cudnnSetConvolutionMathType");
 	c->algo = CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;
+	c->math = (int)base_math(e);
 	{
 		cudnnStatus_t s = cudnnGetConvolutionBackwardDataWorkspaceSize(e->h, c->f, c->x, c->cd, y,
 									       CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, &ws);
@@ -634,9 +639,15 @@ static int plan_build(struct nnp_cuda_engine *e, int n, const int64_t *sp)
 	}
 	for (int i = 0; i < g->nops && !rc; i++) {
 		rc = op_plan(e, i, &part_n, &ac_n);
-		for (int k = 0; !rc && k < e->plan.steps[i].nconv; k++)
-			if (p->steps[i].c[k].ws > p->ws_bytes)
-				p->ws_bytes = p->steps[i].c[k].ws;
+		for (int k = 0; !rc && k < e->plan.steps[i].nconv; k++) {
+			const struct cconv *c = &p->steps[i].c[k];
+			if (c->ws > p->ws_bytes)
+				p->ws_bytes = c->ws;
+			if (e->profile)
+				fprintf(stderr, "nnp-engine: cuda plan %s%s: %s algo %d, math type %d, workspace %zu\n",
+					g->ops[i].w, k ? " (skip input)" : "",
+					g->ops[i].kind == NNP_OP_DECONV ? "bwd-data" : "fwd", c->algo, c->math, c->ws);
+		}
 	}
 	if (!rc && p->ws_bytes) {
 		cudaError_t ce = cudaMalloc(&p->ws, p->ws_bytes);

@@ -12,7 +12,8 @@
  *     loose until measured on a GPU, the value is printed);
  *   - a ResEnc network (avgpool, residual adds, 1x1 projections) and a 2D
  *     PlainConvUNet with synthetic weights, CPU vs GPU;
- *   - a batch of two equals two single forwards (per-sample norms).
+ *   - a batch of two equals two single forwards (per-sample norms), within
+ *     rel-L2 1e-5 (the two shapes may get different cuDNN algorithms).
  */
 #include <math.h>
 #include <setjmp.h>
@@ -216,7 +217,9 @@ static void test_batch(void **state)
 		assert_int_equal(nnp_engine_forward(m->engines[0], 1, sp, in + b * nin, one), NNP_OK);
 		rel = rel_l2(out + b * nout, one, nout);
 		fprintf(stderr, "# batch of 2, sample %d vs single: rel-L2 %.3g\n", b, rel);
-		assert_true(rel < 1e-6);
+		/* not bitwise: batch 1 and 2 may get different cuDNN algorithms
+		 * (different summation orders) */
+		assert_true(rel < TOL_FP32);
 	}
 	free(in);
 	free(out);
