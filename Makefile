@@ -49,7 +49,15 @@ ifeq ($(GPU),1)
   CPPFLAGS += -DNNP_HAVE_CUDA=1
   CU_OBJ := $(CU_SRC:common/cuda/%.cu=$(BUILD)/cuda/%.o)
   CUDA_LIBDIR := $(firstword $(wildcard $(CUDA_HOME)/lib64 $(CUDA_HOME)/lib))
-  LDLIBS += -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR) -lcudart
+  CUDNN_LIBDIR := $(patsubst %/,%,$(dir $(firstword $(wildcard $(CUDA_LIBDIR)/libcudnn.so /usr/lib/x86_64-linux-gnu/libcudnn.so))))
+  LDLIBS += -L$(CUDA_LIBDIR) -Wl,-rpath,$(CUDA_LIBDIR)
+  # cuDNN: next to the CUDA libraries, or the distribution's multiarch directory
+  ifneq ($(CUDNN_LIBDIR),$(CUDA_LIBDIR))
+    ifneq ($(CUDNN_LIBDIR),)
+      LDLIBS += -L$(CUDNN_LIBDIR) -Wl,-rpath,$(CUDNN_LIBDIR)
+    endif
+  endif
+  LDLIBS += -lcudnn -lcudart
   NVCCFLAGS ?= -O2 -std=c++17 -Icommon --compiler-options -fPIC,-Wall \
                -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
                -gencode arch=compute_90,code=compute_90

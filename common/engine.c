@@ -1,4 +1,5 @@
-/* engine.c — the CPU backend: oneDNN convolutions, OpenMP norms (engine.h). */
+/* engine.c — the CPU backend: oneDNN convolutions, OpenMP norms (engine.h);
+ * with NNP_HAVE_CUDA, engines for a CUDA device dispatch to engine_cuda.h. */
 #include "engine.h"
 
 #include <math.h>
@@ -10,6 +11,10 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include "err.h"
+#include "gpu.h"
+#ifdef NNP_HAVE_CUDA
+#include "engine_cuda.h"
+#endif
 
 #define MAXARGS 6
 
@@ -58,6 +63,7 @@ struct nnp_engine {
 	dnnl_engine_t eng;
 	dnnl_stream_t stream;
 	struct plan plan;
+	struct nnp_cuda_engine *cuda;  /* non-NULL: a CUDA engine, nothing else is used */
 };
 
 static int dnnl_fail(dnnl_status_t st, const char *what)
@@ -1069,6 +1075,10 @@ static int forward(struct nnp_engine *e, int n, const int64_t *spatial, const fl
 	struct plan *p = &e->plan;
 	int rc, same = p->valid && p->n == n && p->features == features;
 
+#ifdef NNP_HAVE_CUDA
+	if (e->cuda)
+		return nnp_cuda_engine_forward(e->cuda, n, spatial, in, out);
+#endif
 	if (n < 1)
 		return nnp_err(NNP_EUSAGE, "network: batch size %d", n);
 	if ((rc = nnp_net_check_shape(&e->g.arch, spatial)))
@@ -1127,10 +1137,22 @@ int nnp_engine_create(const struct nnp_net_graph *g, const struct nnp_param_src 
 	int rc = NNP_OK;
 
 	*out = NULL;
+#ifndef NNP_HAVE_CUDA
 	if (o && o->device >= 0)
-		return nnp_err(NNP_EUSAGE, "device cuda:%d: this build runs networks on the CPU only", o->device);
+		return nnp_err(NNP_EUSAGE, "device cuda:%d: %s", o->device, NNP_NO_CUDA_MSG);
+#endif
 	if (!(e = calloc(1, sizeof *e)))
 		return nnp_err(NNP_ENOMEM, "network: out of memory");
+#ifdef NNP_HAVE_CUDA
+	if (o && o->device >= 0) {
+		if ((rc = nnp_cuda_engine_create(g, params, o, &e->cuda))) {
+			free(e);
+			return rc;
+		}
+		*out = e;
+		return NNP_OK;
+	}
+#endif
 	e->prec = o ? o->prec : NNP_PREC_FP32;
 	e->block = cpu_block();
 	e->nxc = e->prec == NNP_PREC_BF16;
@@ -1165,6 +1187,9 @@ void nnp_engine_free(struct nnp_engine *e)
 {
 	if (!e)
 		return;
+#ifdef NNP_HAVE_CUDA
+	nnp_cuda_engine_free(e->cuda);
+#endif
 	plan_release(&e->plan);
 	if (e->w)
 		for (int i = 0; i < e->g.nops; i++) {

@@ -2,7 +2,13 @@
  * He-initialised random weights (benchmark helper, not installed).
  *
  *   nnp-forward PLANS.json CONFIG [--channels C] [--classes K] [--bf16]
- *               [--reps N] [--batch B] [--patch Z,Y,X]
+ *               [--reps N] [--batch B] [--patch Z,Y,X] [--device cpu|cuda|cuda:N]
+ *
+ * With --device cuda:N the network runs on that CUDA device (a GPU=1
+ * build): every forward copies the input in and the logits out and
+ * synchronises the device, so the times are wall-clock times of complete
+ * forwards including both transfers (the first, untimed, forward also
+ * builds the plan and picks the cuDNN algorithms).
  *
  * Prints one line: config, patch, MACs, precision, threads, seconds per
  * forward (best and mean of N after one warm-up), and the engine's
@@ -18,6 +24,7 @@
 #include "../../common/engine.h"
 #include "../../common/err.h"
 #include "../../common/json.h"
+#include "../../common/model.h"
 #include "../../common/net.h"
 #include "../../common/plans.h"
 
@@ -80,15 +87,21 @@ int main(int argc, char **argv)
 	double best = 1e30, sum = 0;
 	float *in, *out;
 	size_t nv = 1;
+	char devname[96];
 
 	if (argc < 3) {
-		fprintf(stderr, "usage: nnp-forward PLANS.json CONFIG [--channels C] [--classes K] [--bf16] [--reps N] [--batch B] [--patch Z,Y,X]\n");
+		fprintf(stderr, "usage: nnp-forward PLANS.json CONFIG [--channels C] [--classes K] [--bf16] [--reps N] [--batch B] [--patch Z,Y,X] [--device cpu|cuda:N]\n");
 		return 2;
 	}
 	for (int i = 3; i < argc; i++) {
 		if (!strcmp(argv[i], "--bf16"))
 			eo.prec = NNP_PREC_BF16;
-		else if (!strcmp(argv[i], "--channels") && i + 1 < argc)
+		else if (!strcmp(argv[i], "--device") && i + 1 < argc) {
+			if (nnp_model_parse_device(argv[++i], &eo.device)) {
+				fprintf(stderr, "nnp-forward: %s\n", nnp_err_msg());
+				return 2;
+			}
+		} else if (!strcmp(argv[i], "--channels") && i + 1 < argc)
 			channels = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--classes") && i + 1 < argc)
 			classes = atoi(argv[++i]);
@@ -135,12 +148,16 @@ int main(int argc, char **argv)
 		if (dt < best)
 			best = dt;
 	}
+	if (eo.device >= 0)
+		snprintf(devname, sizeof devname, "cuda:%d (host float32 in/out, transfers included)", eo.device);
+	else
+		snprintf(devname, sizeof devname, "%s", nnp_engine_cpu_info());
 	printf("%s patch %lldx%lldx%lld batch %d: %.2f GMAC, %s, %d threads: best %.3f s, mean %.3f s; "
-	       "activations %.0f MiB; %s\n",
+	       "activations %.0f MiB (CPU estimate); %s\n",
 	       argv[2], (long long)sp[0], (long long)sp[1], (long long)(a.ndim == 3 ? sp[2] : 1), batch,
 	       nnp_net_macs(&g, sp) * batch / 1e9, eo.prec == NNP_PREC_BF16 ? "bf16" : "fp32",
 	       omp_get_max_threads(), best, sum / reps,
-	       (double)nnp_engine_mem_estimate(&g, batch, sp, eo.prec) / 1048576.0, nnp_engine_cpu_info());
+	       (double)nnp_engine_mem_estimate(&g, batch, sp, eo.prec) / 1048576.0, devname);
 	nnp_engine_free(e);
 	for (int i = 0; i < r.n; i++)
 		free(r.bufs[i]);
