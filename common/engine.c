@@ -355,6 +355,8 @@ static int assign_buffers(const struct nnp_net_graph *g, const size_t *tbytes, s
 	for (int i = 0; i < g->nops; i++) {
 		const struct nnp_op *op = &g->ops[i];
 		int t = op->out, best = -1;
+		if (!tbytes[t])
+			continue; /* not materialised */
 		if (op->kind == NNP_OP_NORM_ACT || op->kind == NNP_OP_ADD_ACT || bp->buf[t] >= 0)
 			continue;
 		for (int b = 0; b < bp->nbuf; b++) {
@@ -396,7 +398,7 @@ static void level_shapes(const struct nnp_net_arch *a, const int64_t *sp, int64_
 }
 
 uint64_t nnp_engine_mem_estimate(const struct nnp_net_graph *g, int n, const int64_t *spatial,
-				 enum nnp_precision prec)
+				 enum nnp_precision prec, int features)
 {
 	int64_t tsp[NNP_NET_MAX_STAGES + 1][3];
 	size_t *tb = calloc((size_t)g->ntensors, sizeof *tb);
@@ -409,6 +411,8 @@ uint64_t nnp_engine_mem_estimate(const struct nnp_net_graph *g, int n, const int
 		int bf = prec == NNP_PREC_BF16 && !is_output(g, t);
 		tb[t] = tensor_bytes(g, t, n, tsp, bf ? 1 : 16, bf ? 2 : sizeof(float));
 	}
+	if (features)
+		tb[g->out] = 0;
 	if (assign_buffers(g, tb, &bp) == NNP_OK)
 		for (int b = 0; b < bp.nbuf; b++)
 			total += bp.size[b];
@@ -926,6 +930,8 @@ static int tensor_mems(struct nnp_engine *e, struct plan *p)
 	for (int t = 1; t < g->ntensors; t++)
 		tb[t] = tensor_bytes(g, t, p->n, (const int64_t(*)[3])p->tsp, t_bf16(e, t) ? 1 : e->block,
 				     t_bf16(e, t) ? 2 : sizeof(float));
+	if (p->features)
+		tb[g->out] = 0; /* the head is not run: no logits tensor */
 	if ((rc = assign_buffers(g, tb, &bp)))
 		goto out;
 	if (!(bufs = calloc((size_t)bp.nbuf + 1, sizeof *bufs))) {
@@ -941,7 +947,7 @@ static int tensor_mems(struct nnp_engine *e, struct plan *p)
 		dnnl_memory_desc_t md;
 		rc = t_md(e, p, t, &md);
 		if (!rc)
-			rc = plan_mem(p, e, &md, t == 0 ? DNNL_MEMORY_NONE : bufs[bp.buf[t]], &p->tmem[t]);
+			rc = plan_mem(p, e, &md, bp.buf[t] < 0 ? DNNL_MEMORY_NONE : bufs[bp.buf[t]], &p->tmem[t]);
 	}
 out:
 	free(bufs);
@@ -1077,7 +1083,8 @@ static int forward(struct nnp_engine *e, int n, const int64_t *spatial, const fl
 
 #ifdef NNP_HAVE_CUDA
 	if (e->cuda)
-		return nnp_cuda_engine_forward(e->cuda, n, spatial, in, out);
+		return features ? nnp_err(NNP_EUSAGE, "network: feature outputs are not implemented on CUDA")
+				: nnp_cuda_engine_forward(e->cuda, n, spatial, in, out);
 #endif
 	if (n < 1)
 		return nnp_err(NNP_EUSAGE, "network: batch size %d", n);
@@ -1119,8 +1126,8 @@ int nnp_engine_forward_features(struct nnp_engine *e, int n, const int64_t *spat
 int nnp_engine_head(const struct nnp_engine *e, int *features, int *classes, const float **w, const float **b)
 {
 	int h = head_op(&e->g);
-	if (h < 0)
-		return nnp_err(NNP_EINTERNAL, "network: no segmentation head");
+	if (h < 0 || !e->w)
+		return nnp_err(NNP_EUSAGE, "network: the segmentation head is not available on this backend");
 	*features = e->g.tensors[e->g.ops[h].in].channels;
 	*classes = e->g.tensors[e->g.out].channels;
 	*w = e->w[h].w;

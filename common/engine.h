@@ -65,9 +65,9 @@ int nnp_engine_head(const struct nnp_engine *e, int *features, int *classes, con
 
 /* Bytes the engine allocates for a forward of n inputs of this shape
  * (activations after buffer reuse, reordered weights, oneDNN scratchpads
- * excluded): for memory checks before a run. */
+ * excluded; features: nnp_engine_forward_features, no logits tensor): for memory checks before a run. */
 uint64_t nnp_engine_mem_estimate(const struct nnp_net_graph *g, int n, const int64_t *spatial,
-				 enum nnp_precision prec);
+				 enum nnp_precision prec, int features);
 
 /* "oneDNN 2.6.3 (avx512_core_amx)" or similar: what the CPU backend runs. */
 const char *nnp_engine_cpu_info(void);

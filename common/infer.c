@@ -159,7 +159,7 @@ static int buffer_sizes(const struct geom *g, const struct nnp_infer_opts *o, in
 	int64_t plane_ring = 0, b = o->max_batch;
 	if (__builtin_mul_overflow(g->t[0], g->plane, &plane_ring) ||
 	    __builtin_mul_overflow(plane_ring, g->K * (o->fp16_compat ? nmodels : 1), &s->ring) ||
-	    __builtin_mul_overflow(g->K * g->t[0], g->Y * g->X, &s->slab) ||
+	    __builtin_mul_overflow(g->K, g->Y * g->X, &s->slab) ||
 	    __builtin_mul_overflow(b * g->C, g->tv, &s->in) ||
 	    __builtin_mul_overflow(b * g->K, g->tv, &s->out) || s->ring > ((int64_t)1 << 40) ||
 	    s->in > ((int64_t)1 << 40) || s->out > ((int64_t)1 << 40))
@@ -174,7 +174,7 @@ int nnp_infer_estimate(const struct nnp_infer_opts *o, int out_channels, int nmo
 		       const int64_t shape[4], int64_t *bytes)
 {
 	struct geom g;
-	struct sizes s;
+	struct sizes s = { 0 };
 	int rc = check_opts(o, shape);
 	if (rc)
 		return rc;
@@ -354,28 +354,28 @@ static float final_value(const struct run *r, int64_t slot, int64_t k, int64_t y
 	return v;
 }
 
-/* Padded slices [z0, z1): divide the image part into the slab, emit, clear. */
+/* Padded slices [z0, z1): divide the image part into the slab one slice at
+ * a time (the slab holds one slice: K x Y x X), emit each, clear. */
 static int finish_slices(struct run *r, int64_t z0, int64_t z1, nnp_infer_emit_fn emit, void *ectx)
 {
 	const struct geom *g = &r->g;
 	int64_t i0 = z0 - g->lo[0] > 0 ? z0 - g->lo[0] : 0;
-	int64_t i1 = z1 - g->lo[0] < g->Z ? z1 - g->lo[0] : g->Z, zs = i1 - i0, yxn = g->Y * g->X;
-	int bad = 0, rc = NNP_OK;
-	if (zs > 0) {
-		int64_t rows = g->K * zs * g->Y;
+	int64_t i1 = z1 - g->lo[0] < g->Z ? z1 - g->lo[0] : g->Z, yxn = g->Y * g->X;
+	int rc = NNP_OK;
+	for (int64_t i = i0; i < i1 && !rc; i++) {
+		int64_t rows = g->K * g->Y, slot = (i + g->lo[0]) % g->t[0];
+		int bad = 0;
 		#pragma omp parallel for reduction(| : bad) if (rows * g->X >= PAR_MIN)
 		for (int64_t row = 0; row < rows; row++) {
-			int64_t k = row / (zs * g->Y), j = row / g->Y % zs, y = row % g->Y;
-			int64_t slot = (i0 + j + g->lo[0]) % g->t[0];
+			int64_t k = row / g->Y, y = row % g->Y;
 			int64_t yx = (y + g->lo[1]) * g->pd[2] + g->lo[2];
-			float *d = r->slab + (k * zs + j) * yxn + y * g->X;
+			float *d = r->slab + k * yxn + y * g->X;
 			for (int64_t x = 0; x < g->X; x++)
 				d[x] = final_value(r, slot, k, yx + x, &bad);
 		}
 		if (bad)
-			return nnp_err(NNP_EDATA, "infer: non-finite logits in slices %lld-%lld",
-				       (long long)i0, (long long)(i1 - 1));
-		rc = emit(ectx, i0, zs, r->slab);
+			return nnp_err(NNP_EDATA, "infer: non-finite logits in slice %lld", (long long)i);
+		rc = emit(ectx, i, 1, r->slab);
 		if (rc > 0)
 			rc = nnp_err(NNP_EINTERNAL, "infer: emit returned %d", rc);
 	}
@@ -414,7 +414,7 @@ static int check_models(const struct nnp_infer_model *models, int nmodels, int64
 
 static int alloc_run(struct run *r)
 {
-	struct sizes s;
+	struct sizes s = { 0 };
 	const struct nnp_infer_opts *o = r->o;
 	int rc = buffer_sizes(&r->g, o, r->nmodels, &s);
 	if (rc)

@@ -56,7 +56,7 @@ int nnp_predict_estimate(const struct nnp_model *m, const struct nnp_predict_opt
 	if ((rc = nnp_infer_estimate(&sw, feat ? F * m->nfolds : m->arch.num_classes, feat ? 1 : m->nfolds, shape,
 				     &drv)))
 		return rc;
-	net = nnp_engine_mem_estimate(&m->graph, sw.max_batch, m->patch, m->prec);
+	net = nnp_engine_mem_estimate(&m->graph, sw.max_batch, m->patch, m->prec, feat);
 	*bytes = (uint64_t)drv + net * (uint64_t)m->nfolds;
 	if (feat) /* one slice of logits for the heads */
 		*bytes += (uint64_t)m->arch.num_classes * (uint64_t)(shape[2] * shape[3]) * 4;

@@ -157,7 +157,7 @@ int main(int argc, char **argv)
 	       argv[2], (long long)sp[0], (long long)sp[1], (long long)(a.ndim == 3 ? sp[2] : 1), batch,
 	       nnp_net_macs(&g, sp) * batch / 1e9, eo.prec == NNP_PREC_BF16 ? "bf16" : "fp32",
 	       omp_get_max_threads(), best, sum / reps,
-	       (double)nnp_engine_mem_estimate(&g, batch, sp, eo.prec) / 1048576.0, devname);
+	       (double)nnp_engine_mem_estimate(&g, batch, sp, eo.prec, 0) / 1048576.0, devname);
 	nnp_engine_free(e);
 	for (int i = 0; i < r.n; i++)
 		free(r.bufs[i]);
