@@ -165,7 +165,7 @@ static int buffer_sizes(const struct geom *g, const struct nnp_infer_opts *o, in
 	    s->in > ((int64_t)1 << 40) || s->out > ((int64_t)1 << 40))
 		return nnp_err(NNP_ENOMEM, "infer: buffer sizes overflow");
 	s->cnt = plane_ring;
-	s->pred = g->K * g->tv;
+	s->pred = g->nvar > 1 ? g->K * g->tv : 0; /* the TTA sum; without mirroring: none */
 	s->gauss = g->tv;
 	return NNP_OK;
 }
@@ -244,8 +244,9 @@ static void gather(const struct geom *g, const float *out, unsigned mask, int ad
 	}
 }
 
-/* TTA average, check, and add pred * G into the ring (model m). */
-static int accumulate(struct run *r, int m, int64_t tile, int64_t oz, int64_t oy, int64_t ox)
+/* TTA average, check, and add pred * G into the ring (model m); pred is
+ * r->pred (mirroring) or the network's output itself (no mirroring). */
+static int accumulate(struct run *r, float *pred, int m, int64_t tile, int64_t oz, int64_t oy, int64_t ox)
 {
 	const struct geom *g = &r->g;
 	int64_t rows = g->K * g->t[0] * g->t[1], n = g->t[2];
@@ -256,7 +257,7 @@ static int accumulate(struct run *r, int m, int64_t tile, int64_t oz, int64_t oy
 		int64_t k = row / (g->t[0] * g->t[1]), ab = row % (g->t[0] * g->t[1]);
 		int64_t a = ab / g->t[1], b = ab % g->t[1], slot = (oz + a) % g->t[0];
 		int64_t at = (slot * g->K + k) * g->plane + (oy + b) * g->pd[2] + ox;
-		float *p = r->pred + row * n;
+		float *p = pred + row * n;
 		const float *w = r->gauss + ab * n;
 		for (int64_t i = 0; i < n; i++) {
 			if (g->nvar > 1)
@@ -316,9 +317,12 @@ static int predict_row(struct run *r, int m, int64_t iz)
 		for (int j = 0; j < n; j++) {
 			int64_t q = q0 + j, t = q / g->nvar;
 			int v = (int)(q % g->nvar);
-			gather(g, r->out + j * g->K * g->tv, g->flip[v], v > 0, r->pred);
+			float *o = r->out + j * g->K * g->tv;
+			if (g->nvar > 1)
+				gather(g, o, g->flip[v], v > 0, r->pred);
 			if (v == g->nvar - 1 &&
-			    (rc = accumulate(r, m, iz * per_row + t, oz, g->offy[t / g->nx], g->offx[t % g->nx])))
+			    (rc = accumulate(r, g->nvar > 1 ? r->pred : o, m, iz * per_row + t, oz,
+					     g->offy[t / g->nx], g->offx[t % g->nx])))
 				return rc;
 		}
 	}
@@ -429,10 +433,10 @@ static int alloc_run(struct run *r)
 	r->slab = malloc((size_t)s.slab * 4);
 	r->in = malloc((size_t)s.in * 4);
 	r->out = malloc((size_t)s.out * 4);
-	r->pred = malloc((size_t)s.pred * 4);
+	r->pred = s.pred ? malloc((size_t)s.pred * 4) : NULL;
 	r->gauss = malloc((size_t)s.gauss * 4);
 	if ((!r->acc16 && !r->acc) || (!r->cnt16 && !r->cnt) || !r->slab || !r->in || !r->out ||
-	    !r->pred || !r->gauss)
+	    (s.pred && !r->pred) || !r->gauss)
 		return nnp_err(NNP_ENOMEM, "infer: out of memory for the accumulator and tile buffers");
 	if (!o->use_gaussian) {
 		for (int64_t i = 0; i < s.gauss; i++)
