@@ -54,6 +54,86 @@ Goal: <= 1 s and <= 1 GB on 2 cores. The input (865 MB) is streamed: two input
 slices, the row buffers and the uint8 output volume (20 MB) are held.
 MD
 }
+# ---- inference (nnU-Net anchors: ../shared/nnunet-timings.md, full-size networks, 2 threads) ----
+# One forward pass of the full-size 3d_fullres networks (random He weights: the
+# time does not depend on them), nnp predict of sph_101 end to end with a
+# full-size random 901 model, and the memory of a 117-class 182x217x182 case.
+# 'bench/run.sh inference' runs only this.
+PY=${PYTHON:-/usr/bin/python3}
+fwd() { # PLANS CHANNELS CLASSES [extra] -> best seconds
+	"$TOOLS/nnp-forward" "$1" 3d_fullres --channels "$2" --classes "$3" --reps 3 ${4:-} |
+		sed -n 's/.*best \([0-9.]*\) s.*/\1/p'
+}
+ratio() { echo "scale=2; $1 / $2" | bc -l; }
+bench_inference() {
+	local P901=$ROOT/tests/fixtures/Dataset901_Spheres P903=$ROOT/tests/fixtures/Dataset903_MultiChannel
+	local M=$OUT/model901 I=$OUT/in901 B=$OUT/b117 r1 r2
+	t_f901=$(fwd "$P901/nnUNetPlans.json" 1 3)
+	t_f901b=$(fwd "$P901/nnUNetPlans.json" 1 3 --bf16)
+	t_f903=$(fwd "$P903/nnUNetPlans.json" 2 3)
+	t_f903b=$(fwd "$P903/nnUNetPlans.json" 2 3 --bf16)
+	[ -f "$M/fold_0/checkpoint_final.pth" ] || "$PY" "$ROOT/tests/tools/mkmodel.py" --plans "$P901/nnUNetPlans.json" \
+		--config 3d_fullres --dataset-json "$P901/dataset.json" --out "$M" --folds 0
+	mkdir -p "$I" && cp "$ROOT/tests/fixtures/raw/Dataset901_Spheres/imagesTs/sph_101_0000.nii.gz" "$I/"
+	t_e2e=$(REPS=1 best "rm -rf '$OUT/p'; '$BIN/nnp-predict' -q -i '$I' -o '$OUT/p' -m '$M' -f 0 --disable-tta")
+	t_e2e_m=$(REPS=1 best "rm -rf '$OUT/p'; '$BIN/nnp-predict' -q -i '$I' -o '$OUT/p' -m '$M' -f 0")
+	t_e2e_mb=$(REPS=1 best "rm -rf '$OUT/p'; '$BIN/nnp-predict' -q -i '$I' -o '$OUT/p' -m '$M' -f 0 --precision bf16")
+	# 117 classes, 1 mm 182x217x182 (a brain-atlas shape): plans from a synthetic fingerprint
+	if [ ! -f "$B/model/fold_0/checkpoint_final.pth" ]; then
+		mkdir -p "$B/pre" "$B/in"
+		"$PY" - "$B/pre" <<-\PYEOF
+		import json, sys
+		d = sys.argv[1]
+		labels = {"background": 0}
+		labels.update({"l%03d" % i: i for i in range(1, 117)})
+		json.dump({"channel_names": {"0": "T1"}, "labels": labels, "numTraining": 20, "file_ending": ".nii.gz"},
+		          open(d + "/dataset.json", "w"), indent=1)
+		ip = {"max": 1000.0, "mean": 300.0, "median": 280.0, "min": 0.0, "percentile_00_5": 10.0,
+		      "percentile_99_5": 900.0, "std": 150.0}
+		json.dump({"foreground_intensity_properties_per_channel": {"0": ip}, "median_relative_size_after_cropping": 1.0,
+		           "shapes_after_crop": [[182, 217, 182]] * 20, "spacings": [[1.0, 1.0, 1.0]] * 20},
+		          open(d + "/dataset_fingerprint.json", "w"), indent=4, sort_keys=True)
+		PYEOF
+		"$BIN/nnp-plan" -q "$B/pre" -o "$B/plans.json"
+		"$PY" "$ROOT/tests/tools/mkmodel.py" --plans "$B/plans.json" --config 3d_fullres \
+			--dataset-json "$B/pre/dataset.json" --out "$B/model" --folds 0
+		"$TOOLS/nnp-mkvol" -o "$B/in/brain_0000.nii.gz" --shape 182,217,182 --dtype int16 --spacing 1,1,1
+	fi
+	"$BIN/nnp-read" "$B/in/brain_0000.nii.gz" | "$BIN/nnp-preprocess" -p "$B/plans.json" -c 3d_fullres --no-mask >"$B/pre.nnp"
+	/usr/bin/time -f %M -o "$OUT/rss1" "$BIN/nnp-infer" -m "$B/model" -f 0 --disable-tta --step-size 1 "$B/pre.nnp" |
+		/usr/bin/time -f %M -o "$OUT/rss2" "$BIN/nnp-export" -p "$B/plans.json" -c 3d_fullres \
+			--dataset-json "$B/pre/dataset.json" >/dev/null
+	r1=$(cat "$OUT/rss1"); r2=$(cat "$OUT/rss2")
+	r_117=$(echo "scale=0; ($r1 + $r2) / 1024" | bc -l); r_117i=$(echo "scale=0; $r1 / 1024" | bc -l)
+	r_117e=$(echo "scale=0; $r2 / 1024" | bc -l)
+	cpu_info=$("$TOOLS/nnp-forward" "$P903/nnUNetPlans.json" 3d_fullres --channels 2 --reps 1 --patch 16,16,16 |
+		sed -n 's/.*MiB; \(.*\)$/\1/p')
+}
+inference_md() {
+	cat <<MD
+## Inference (full-size networks, 2 threads, $cpu_info)
+
+| task | nnpipe [s] | nnU-Net 2.8.1 (torch 1.13 CPU) [s] | ratio |
+|---|---:|---:|---:|
+| one forward, 901 3d_fullres (32→320, 48×128×112), fp32 | $t_f901 | 4.16 | $(ratio 4.16 "$t_f901")x |
+| same, bf16 (AMX) | $t_f901b | 4.16 | $(ratio 4.16 "$t_f901b")x |
+| one forward, 903 3d_fullres (2 channels, 56×64×56), fp32 | $t_f903 | 0.85 | $(ratio 0.85 "$t_f903")x |
+| same, bf16 (AMX) | $t_f903b | 0.85 | $(ratio 0.85 "$t_f903b")x |
+| \`nnp predict\` sph_101 (1 tile), no mirroring, fp32, end to end | $t_e2e | 3.54 (preprocess + sliding window + export) | $(ratio 3.54 "$t_e2e")x |
+| same with mirroring (8 forwards) | $t_e2e_m | 25.80 (e2e) | $(ratio 25.80 "$t_e2e_m")x |
+| same with mirroring, bf16 | $t_e2e_mb | 25.80 | $(ratio 25.80 "$t_e2e_mb")x |
+
+117 classes, 182×217×182 at 1 mm (patch from \`nnp plan\`; random full-size model,
+\`--step-size 1\`: the same window and buffers as 0.5, fewer tiles): \`nnp infer | nnp
+export\` peak RSS $r_117 MiB in all (infer $r_117i MiB, export $r_117e MiB). Goal: <= 2 GB.
+nnU-Net's export of such logits alone took 33 s and 11.6 GB.
+MD
+}
+if [ "${1:-}" = inference ]; then
+	bench_inference
+	inference_md
+	exit 0
+fi
 if [ "${1:-}" = export ]; then
 	bench_export
 	export_md
@@ -131,6 +211,7 @@ r_seg=$(rss "'$BIN/nnp-resample' --spacing 1.5,1.5,1.5 '$OUT/seg117.nnp'")
 rm -f "$OUT"/s[0-2].nnp
 
 bench_export
+bench_inference
 
 mbs() { echo "scale=0; $MB / $1" | bc -l; }
 pct() { echo "scale=0; 100 * $1 / $2" | bc -l; }
@@ -194,5 +275,7 @@ A pass-through filter holds one chunk plus a ~2-3 MiB process baseline, so it st
 under two chunks whatever the volume size (the volume here is $(printf '%.0f' "$MB") MiB).
 
 $(export_md)
+
+$(inference_md)
 MD
 cat "$REPORT"
