@@ -67,7 +67,7 @@ fwd() { # PLANS CHANNELS CLASSES [extra] -> best seconds
 ratio() { echo "scale=2; $1 / $2" | bc -l; }
 bench_inference() {
 	local P901=$ROOT/tests/fixtures/Dataset901_Spheres P903=$ROOT/tests/fixtures/Dataset903_MultiChannel
-	local M=$OUT/model901 I=$OUT/in901 B=$OUT/b117 r1 r2
+	local M=$OUT/model901/nnUNetTrainer__nnUNetPlans__3d_fullres I=$OUT/in901 B=$OUT/b117 r1 r2
 	t_f901=$(fwd "$P901/nnUNetPlans.json" 1 3)
 	t_f901b=$(fwd "$P901/nnUNetPlans.json" 1 3 --bf16)
 	t_f903=$(fwd "$P903/nnUNetPlans.json" 2 3)
@@ -107,7 +107,7 @@ bench_inference() {
 	r_117=$(echo "scale=0; ($r1 + $r2) / 1024" | bc -l); r_117i=$(echo "scale=0; $r1 / 1024" | bc -l)
 	r_117e=$(echo "scale=0; $r2 / 1024" | bc -l)
 	cpu_info=$("$TOOLS/nnp-forward" "$P903/nnUNetPlans.json" 3d_fullres --channels 2 --reps 1 --patch 16,16,16 |
-		sed -n 's/.*MiB; \(.*\)$/\1/p')
+		sed -n 's/.*estimate); \(.*\)$/\1/p')
 }
 inference_md() {
 	cat <<MD

@@ -107,8 +107,15 @@ fi
 [ -f "$MODEL/plans.json" ] && [ -f "$MODEL/dataset.json" ] ||
 	die "'$MODEL' is not a trained model folder (no plans.json/dataset.json)"
 if [ -z "$CONFIG" ]; then
-	base=$(basename "$MODEL")
-	CONFIG=${base##*__}
+	base=$(basename "$(cd "$MODEL" && pwd)")
+	if [[ $base == *__*__* ]]; then
+		CONFIG=${base##*__}
+	else # not named TRAINER__PLANS__CONFIG: the checkpoint knows
+		ck=( "$MODEL"/fold_*/"${CKPT:-checkpoint_final.pth}" )
+		[ -f "${ck[0]:-}" ] || die "'$MODEL': no fold_N/${CKPT:-checkpoint_final.pth}; give -c CONFIGURATION"
+		CONFIG=$(nnp inspect-model "${ck[0]}" | sed -n 's/^configuration: "\(.*\)"$/\1/p')
+		[ -n "$CONFIG" ] || die "'${ck[0]}': no configuration recorded; give -c CONFIGURATION"
+	fi
 fi
 
 # dataset.json: file ending and the number of channels

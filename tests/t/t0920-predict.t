@@ -80,6 +80,12 @@ test_expect_success '--continue skips finished cases; a rerun without it redoes 
 	test "$(stat -c %Y p/mc_100.nii.gz)" -gt 1000000000
 '
 
+test_expect_success 'a model folder not named TRAINER__PLANS__CONFIG: the configuration from the checkpoint' '
+	mkdir -p mymodel && cp -r "$RES903"/* mymodel/ &&
+	rm -rf o4 && nnp predict -q -i "$IN903" -o o4 -m mymodel -f 0 --disable-tta &&
+	grep -q "\"configuration\": \"3d_fullres\"" o4/predict_args.json && test -f o4/mc_101.nii.gz
+'
+
 test_expect_success '--num-parts/--part-id split the cases' '
 	rm -rf a b &&
 	nnp predict -q -i "$IN901" -o a -m "$RES901" -f 0 --disable-tta --num-parts 2 --part-id 0 &&
