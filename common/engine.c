@@ -1092,8 +1092,13 @@ static int forward(struct nnp_engine *e, int n, const int64_t *spatial, const fl
 		return rc;
 	for (int d = 0; d < e->g.arch.ndim && same; d++)
 		same = p->sp[d] == spatial[d];
-	if (!same && (rc = plan_build(e, n, spatial, features)))
-		return rc;
+	if (!same) {
+		double t0 = omp_get_wtime();
+		if ((rc = plan_build(e, n, spatial, features)))
+			return rc;
+		if (e->profile)
+			fprintf(stderr, "nnp-engine: plan for batch %d built in %.1f ms\n", n, 1e3 * (omp_get_wtime() - t0));
+	}
 	dnnl_memory_set_data_handle(p->in_user, (void *)in);
 	dnnl_memory_set_data_handle(p->out_user, out);
 	for (int i = 0; i < p->nsteps; i++) {
