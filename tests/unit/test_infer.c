@@ -450,18 +450,20 @@ static void test_streaming_and_estimate(void **state)
 	struct runres r = run_case(&o, 1, 2, shape, im);
 	assert_int_equal(r.rc, NNP_OK);
 	assert_int_equal(r.sink.next, 40);      /* every z once, in order (sink_emit asserts) */
-	/* offsets 0 8 16 24: slabs [0,8) [8,16) [16,24) and the last tile's [24,40) */
-	assert_int_equal(r.sink.calls, 4);
-	assert_int_equal(r.sink.max_zs, 16);
+	/* offsets 0 8 16 24: slices become final at 8, 16, 24 and 40; each is
+	   emitted on its own (the emit buffer holds one slice) */
+	assert_int_equal(r.sink.calls, 40);
+	assert_int_equal(r.sink.max_zs, 1);
 	free(im), free(r.sink.out);
 
 	assert_int_equal(nnp_infer_estimate(&o, 3, 2, shape, &b40), NNP_OK);
 	shape[1] = 400;
 	assert_int_equal(nnp_infer_estimate(&o, 3, 2, shape, &b400), NNP_OK);
 	assert_int_equal(b400 - b40, (int64_t)4 * 1 * 360 * 8 * 8);
-	/* ring of 16 slices x (K + 1), slab 16 x K slices, 8 tiles in and out, pred, gaussian */
-	int64_t tv = 16 * 8 * 8, want40 = 4 * 40 * 64 + 4 * 16 * 64 * 4 + 4 * 16 * 64 * 3 +
-					 4 * 8 * (1 + 3) * tv + 4 * 3 * tv + 14 * tv;
+	/* ring of 16 slices x (K + 1), one K-slice emit buffer, 8 tiles in and out,
+	   no TTA sum (no mirroring), gaussian */
+	int64_t tv = 16 * 8 * 8, want40 = 4 * 40 * 64 + 4 * 16 * 64 * 4 + 4 * 64 * 3 +
+					 4 * 8 * (1 + 3) * tv + 14 * tv;
 	assert_int_equal(b40, want40);
 	o.fp16_compat = 1;   /* float16 ring, one per fold */
 	shape[1] = 40;
@@ -516,7 +518,7 @@ static void test_errors(void **state)
 	b = o;
 	b.fp16_compat = 1;
 	assert_int_equal(nnp_infer_run(&b, &m, 1, im, shape, sink_emit, &s), NNP_EDATA);
-	assert_non_null(strstr(nnp_err_msg(), "non-finite logits in slices"));
+	assert_non_null(strstr(nnp_err_msg(), "non-finite logits in slice"));
 	/* ... and fine in float32 mode */
 	net_init(&nt, &o, 1, 2, 0);
 	nt.big = 1e4;
@@ -528,7 +530,7 @@ static void test_errors(void **state)
 	s.next = 0, s.calls = 0;
 	s.fail = 1;
 	assert_int_equal(nnp_infer_run(&o, &m, 1, im, shape, sink_emit, &s), NNP_EIO);
-	assert_int_equal(s.next, 2);   /* z offsets 0 2 3 5: the first slab is [0, 2) */
+	assert_int_equal(s.next, 1);   /* the first slice's emit fails: nothing after it */
 	assert_int_equal(s.calls, 1);
 	s.fail = 0;
 
