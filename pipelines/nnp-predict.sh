@@ -58,7 +58,7 @@ FOLDS=()
 while [ $# -gt 0 ]; do
 	case $1 in
 	-h|--help) usage; exit 0 ;;
-	-V|--version) echo "$PROG $VERSION"; exit 0 ;;
+	-V|--version) echo "$PROG (nnpipe) $VERSION"; exit 0 ;;
 	-q|--quiet) export NNP_QUIET=1 ;;
 	-i) IN=${2:?}; shift ;;
 	-o) OUT=${2:?}; shift ;;
