@@ -145,6 +145,8 @@ int nnp_model_parse_device(const char *s, int *device)
 	return NNP_OK;
 }
 
+static int open_file(const char *path, const struct nnp_model_opts *o, struct nnp_model *m);
+
 /* ---- folder ---- */
 
 static int load_json(const char *dir, const char *name, json_t **out)
@@ -280,6 +282,19 @@ int nnp_model_open(const char *dir, const struct nnp_model_opts *o, struct nnp_m
 	*out = NULL;
 	if (nf < 1 || nf > NNP_MODEL_MAX_FOLDS)
 		return nnp_err(NNP_EUSAGE, "model: %d folds (1..%d)", nf, NNP_MODEL_MAX_FOLDS);
+	if (nnp_is_file(dir)) { /* an nnpipe model file (nnp import-model) */
+		if (!(m = calloc(1, sizeof *m)) || !(m->dir = strdup(dir))) {
+			free(m);
+			return nnp_err(NNP_ENOMEM, "model: out of memory");
+		}
+		m->prec = o->engine.prec;
+		if ((rc = open_file(dir, o, m))) {
+			nnp_model_free(m);
+			return rc;
+		}
+		*out = m;
+		return NNP_OK;
+	}
 	if (!nnp_is_dir(dir))
 		return nnp_err(NNP_EDATA, "model folder '%s': not a directory", dir);
 	if (!(m = calloc(1, sizeof *m)) || !(m->dir = strdup(dir)))
@@ -323,4 +338,464 @@ void nnp_model_free(struct nnp_model *m)
 	free(m->trainer);
 	free(m->dir);
 	free(m);
+}
+
+/* ------------------------------------------------------------------ */
+/* nnpipe's model file (.nnpm): docs/inference.md "Model files"          */
+
+#include <fcntl.h>
+#include <msgpack.h>
+#include <nettle/sha2.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define NNPM_MAJOR 1
+#define NNPM_HEADER_MAX ((size_t)64 << 20)
+
+static void hex(const uint8_t *d, size_t n, char *out)
+{
+	for (size_t i = 0; i < n; i++)
+		snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+/* Every parameter of the graph, in operator order: name and PyTorch shape. */
+struct param {
+	char name[NNP_NET_NAME + 16];
+	int ndim;
+	int64_t shape[5];
+	int64_t numel;
+};
+
+static int graph_params(const struct nnp_net_graph *g, struct param **out, int *n)
+{
+	struct param *p = calloc((size_t)g->nops * 2 + 1, sizeof *p);
+	int k = 0;
+	if (!p)
+		return nnp_err(NNP_ENOMEM, "model: out of memory");
+	for (int i = 0; i < g->nops; i++) {
+		const struct nnp_op *op = &g->ops[i];
+		const char *sfx[2] = { "weight", "bias" };
+		if (op->kind == NNP_OP_ADD_ACT || op->kind == NNP_OP_AVGPOOL ||
+		    (op->kind == NNP_OP_NORM_ACT && !g->arch.norm_affine))
+			continue;
+		for (int s = 0; s < 2; s++) {
+			if (s == 1 && op->kind != NNP_OP_NORM_ACT && !op->has_bias)
+				continue;
+			snprintf(p[k].name, sizeof p[k].name, "%s.%s", op->w, sfx[s]);
+			p[k].ndim = nnp_net_param_shape(g, op, sfx[s], p[k].shape);
+			p[k].numel = 1;
+			for (int d = 0; d < p[k].ndim; d++)
+				p[k].numel *= p[k].shape[d];
+			k++;
+		}
+	}
+	*out = p;
+	*n = k;
+	return NNP_OK;
+}
+
+/* One fold's parameters from its checkpoint: hashed (pass 1) or written (pass 2). */
+static int fold_payload(const char *ckpt, const struct param *p, int np, struct sha256_ctx *h, int fd,
+			const char *out)
+{
+	struct nnp_pth *pth;
+	struct nnp_param_src src;
+	int rc = nnp_pth_load(ckpt, &pth);
+	if (rc)
+		return rc;
+	src = nnp_model_pth_params(pth);
+	for (int i = 0; i < np && !rc; i++) {
+		const float *d = src.get(src.ctx, p[i].name, p[i].ndim, p[i].shape);
+		size_t nb = (size_t)p[i].numel * sizeof(float);
+		if (!d)
+			rc = NNP_EDATA;
+		else if (h)
+			sha256_update(h, nb, (const uint8_t *)d);
+		else if (nnp_write_all(fd, d, nb, out))
+			rc = NNP_EIO;
+	}
+	nnp_pth_free(pth);
+	return rc;
+}
+
+static json_t *params_json(const struct param *p, int np)
+{
+	json_t *a = json_array();
+	int64_t off = 0;
+	for (int i = 0; a && i < np; i++) {
+		json_t *shape = json_array();
+		for (int d = 0; d < p[i].ndim; d++)
+			json_array_append_new(shape, json_integer(p[i].shape[d]));
+		json_array_append_new(a, json_pack("{s:s,s:o,s:I}", "name", p[i].name, "shape", shape, "offset",
+						   (json_int_t)off));
+		off += p[i].numel * (int64_t)sizeof(float);
+	}
+	return a;
+}
+
+static int file_sha256(const char *path, char out[65])
+{
+	struct sha256_ctx c;
+	uint8_t d[SHA256_DIGEST_SIZE], buf[1 << 16];
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return nnp_err(NNP_EDATA, "cannot open '%s'", path);
+	sha256_init(&c);
+	while ((n = read(fd, buf, sizeof buf)) > 0)
+		sha256_update(&c, (size_t)n, buf);
+	close(fd);
+	if (n < 0)
+		return nnp_err(NNP_EIO, "cannot read '%s'", path);
+	sha256_digest(&c, sizeof d, d);
+	hex(d, sizeof d, out);
+	return NNP_OK;
+}
+
+static int64_t params_bytes(const struct param *p, int np)
+{
+	int64_t n = 0;
+	for (int i = 0; i < np; i++)
+		n += p[i].numel * (int64_t)sizeof(float);
+	return n;
+}
+
+/* The header: identity of the source, the configuration and every fold's table. */
+static int import_header(const struct nnp_model *m, const char *ckname, const struct param *p, int np,
+			 json_t **out)
+{
+	json_t *h, *folds = json_array();
+	char path[4096], sha[65];
+	int rc;
+
+	h = json_pack("{s:s,s:s,s:O,s:O,s:s}", "configuration", m->config, "trainer", m->trainer, "plans", m->plans,
+		      "dataset", m->dataset, "source", m->dir);
+	if (!h || !folds) {
+		json_decref(h);
+		json_decref(folds);
+		return nnp_err(NNP_ENOMEM, "model: out of memory");
+	}
+	if (m->n_mirror_axes >= 0) {
+		json_t *ax = json_array();
+		for (int i = 0; i < m->n_mirror_axes; i++)
+			json_array_append_new(ax, json_integer(m->mirror_axes[i]));
+		json_object_set_new(h, "mirror_axes", ax);
+	}
+	json_object_set_new(h, "folds", folds);
+	for (int k = 0; k < m->nfolds; k++) {
+		struct sha256_ctx c;
+		uint8_t d[SHA256_DIGEST_SIZE];
+		char psha[65];
+		snprintf(path, sizeof path, "%s/fold_%s/%s", m->dir, m->fold_names[k], ckname);
+		sha256_init(&c);
+		if ((rc = file_sha256(path, sha)) || (rc = fold_payload(path, p, np, &c, -1, NULL))) {
+			json_decref(h);
+			return rc;
+		}
+		sha256_digest(&c, sizeof d, d);
+		hex(d, sizeof d, psha);
+		json_array_append_new(folds, json_pack("{s:s,s:s,s:s,s:I,s:o}", "fold", m->fold_names[k],
+						       "checkpoint_sha256", sha, "sha256", psha, "nbytes",
+						       (json_int_t)params_bytes(p, np), "tensors", params_json(p, np)));
+	}
+	*out = h;
+	return NNP_OK;
+}
+
+/* msgpack: {"nnp": "model", "v": [1, 0], "header": JSON text}, then per fold
+ * one bin32 of little-endian float32 parameters in the table's order. */
+static int write_preamble(int fd, const json_t *h, const char *out)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	char *txt = json_dumps(h, JSON_COMPACT);
+	int rc;
+	if (!txt)
+		return nnp_err(NNP_ENOMEM, "model: out of memory");
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 3);
+	msgpack_pack_str(&pk, 3);
+	msgpack_pack_str_body(&pk, "nnp", 3);
+	msgpack_pack_str(&pk, 5);
+	msgpack_pack_str_body(&pk, "model", 5);
+	msgpack_pack_str(&pk, 1);
+	msgpack_pack_str_body(&pk, "v", 1);
+	msgpack_pack_array(&pk, 2);
+	msgpack_pack_int(&pk, NNPM_MAJOR);
+	msgpack_pack_int(&pk, 0);
+	msgpack_pack_str(&pk, 6);
+	msgpack_pack_str_body(&pk, "header", 6);
+	msgpack_pack_str(&pk, strlen(txt));
+	msgpack_pack_str_body(&pk, txt, strlen(txt));
+	free(txt);
+	rc = nnp_write_all(fd, sb.data, sb.size, out) ? NNP_EIO : NNP_OK;
+	msgpack_sbuffer_destroy(&sb);
+	return rc;
+}
+
+static int write_folds(int fd, const struct nnp_model *m, const char *ckname, const struct param *p, int np,
+		       const char *out)
+{
+	uint32_t nb = (uint32_t)params_bytes(p, np);
+	unsigned char bh[5] = { 0xc6, (unsigned char)(nb >> 24), (unsigned char)(nb >> 16), (unsigned char)(nb >> 8),
+				(unsigned char)nb };
+	char path[4096];
+	int rc;
+	if (params_bytes(p, np) > (int64_t)UINT32_MAX)
+		return nnp_err(NNP_ENOMEM, "model: a fold's parameters exceed 4 GiB");
+	for (int k = 0; k < m->nfolds; k++) {
+		snprintf(path, sizeof path, "%s/fold_%s/%s", m->dir, m->fold_names[k], ckname);
+		if (nnp_write_all(fd, bh, sizeof bh, out))
+			return NNP_EIO;
+		if ((rc = fold_payload(path, p, np, NULL, fd, out)))
+			return rc;
+	}
+	return NNP_OK;
+}
+
+int nnp_model_import(const char *dir, const struct nnp_model_opts *o, const char *out, int force)
+{
+	struct nnp_model *m;
+	struct param *p = NULL;
+	struct nnp_atomic a;
+	json_t *h = NULL;
+	int np = 0, rc;
+	const char *ck = o->checkpoint ? o->checkpoint : "checkpoint_final.pth";
+
+	if ((rc = nnp_model_open(dir, o, &m)))
+		return rc;
+	if ((rc = graph_params(&m->graph, &p, &np)) || (rc = import_header(m, ck, p, np, &h)) ||
+	    (rc = nnp_atomic_open(&a, out, force))) {
+		free(p);
+		json_decref(h);
+		nnp_model_free(m);
+		return rc;
+	}
+	if ((rc = write_preamble(a.fd, h, out)) || (rc = write_folds(a.fd, m, ck, p, np, out)))
+		nnp_atomic_abort(&a);
+	else
+		rc = nnp_atomic_commit(&a);
+	free(p);
+	json_decref(h);
+	nnp_model_free(m);
+	return rc;
+}
+
+/* ---- loading a model file ---- */
+
+struct file_fold {
+	const json_t *tensors;
+	const unsigned char *data;
+	uint64_t nbytes;
+};
+
+static const float *file_get(void *ctx, const char *name, int ndim, const int64_t *shape)
+{
+	const struct file_fold *f = ctx;
+	size_t i;
+	const json_t *t;
+	json_array_foreach(f->tensors, i, t) {
+		const json_t *sh = json_object_get(t, "shape");
+		json_int_t off = json_integer_value(json_object_get(t, "offset"));
+		int64_t numel = 1;
+		if (strcmp(json_string_value(json_object_get(t, "name")) ?: "", name))
+			continue;
+		if ((int)json_array_size(sh) != ndim)
+			break;
+		for (int d = 0; d < ndim; d++) {
+			if (json_integer_value(json_array_get(sh, (size_t)d)) != shape[d])
+				goto bad;
+			numel *= shape[d];
+		}
+		if (off < 0 || (uint64_t)off + (uint64_t)numel * 4 > f->nbytes)
+			goto bad;
+		return (const float *)(const void *)(f->data + off);
+	}
+bad:
+	nnp_err(NNP_EDATA, "model file: tensor '%s' is missing or has the wrong shape", name);
+	return NULL;
+}
+
+static int file_fold_at(const unsigned char *base, size_t len, size_t *pos, const json_t *fj, int verify,
+			const char *path, struct file_fold *f)
+{
+	const unsigned char *b = base + *pos;
+	uint64_t nb;
+	if (*pos + 5 > len || b[0] != 0xc6)
+		return nnp_err(NNP_EDATA, "model file '%s': fold '%s': payload missing at byte %zu", path,
+			       json_string_value(json_object_get(fj, "fold")), *pos);
+	nb = (uint64_t)b[1] << 24 | (uint64_t)b[2] << 16 | (uint64_t)b[3] << 8 | b[4];
+	if (nb != (uint64_t)json_integer_value(json_object_get(fj, "nbytes")) || *pos + 5 + nb > len)
+		return nnp_err(NNP_EDATA, "model file '%s': fold '%s': payload truncated or of the wrong size", path,
+			       json_string_value(json_object_get(fj, "fold")));
+	f->tensors = json_object_get(fj, "tensors");
+	f->data = b + 5;
+	f->nbytes = nb;
+	*pos += 5 + nb;
+	if (verify) {
+		struct sha256_ctx c;
+		uint8_t d[SHA256_DIGEST_SIZE];
+		char sha[65];
+		const char *want = json_string_value(json_object_get(fj, "sha256"));
+		sha256_init(&c);
+		sha256_update(&c, (size_t)nb, f->data);
+		sha256_digest(&c, sizeof d, d);
+		hex(d, sizeof d, sha);
+		if (!want || strcmp(want, sha))
+			return nnp_err(NNP_EDATA, "model file '%s': fold '%s': sha256 mismatch (corrupt file)", path,
+				       json_string_value(json_object_get(fj, "fold")));
+	}
+	return NNP_OK;
+}
+
+static int parse_preamble(const unsigned char *base, size_t len, const char *path, json_t **h, size_t *pos)
+{
+	msgpack_unpacked u;
+	size_t off = 0;
+	const msgpack_object *hdr = NULL;
+	int ok = 0, rc = NNP_OK;
+	json_error_t je;
+
+	msgpack_unpacked_init(&u);
+	if (msgpack_unpack_next(&u, (const char *)base, len < NNPM_HEADER_MAX ? len : NNPM_HEADER_MAX, &off) ==
+		    MSGPACK_UNPACK_SUCCESS &&
+	    u.data.type == MSGPACK_OBJECT_MAP) {
+		for (uint32_t i = 0; i < u.data.via.map.size; i++) {
+			const msgpack_object_kv *kv = &u.data.via.map.ptr[i];
+			if (kv->key.type != MSGPACK_OBJECT_STR)
+				continue;
+			if (kv->key.via.str.size == 3 && !memcmp(kv->key.via.str.ptr, "nnp", 3) &&
+			    kv->val.type == MSGPACK_OBJECT_STR && kv->val.via.str.size == 5 &&
+			    !memcmp(kv->val.via.str.ptr, "model", 5))
+				ok |= 1;
+			if (kv->key.via.str.size == 1 && kv->key.via.str.ptr[0] == 'v' &&
+			    kv->val.type == MSGPACK_OBJECT_ARRAY && kv->val.via.array.size >= 1 &&
+			    kv->val.via.array.ptr[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+				ok |= kv->val.via.array.ptr[0].via.u64 == NNPM_MAJOR ? 2 : 8;
+			if (kv->key.via.str.size == 6 && !memcmp(kv->key.via.str.ptr, "header", 6) &&
+			    kv->val.type == MSGPACK_OBJECT_STR)
+				hdr = &kv->val;
+		}
+	}
+	if (ok & 8)
+		rc = nnp_err(NNP_EDATA, "model file '%s': unsupported format version", path);
+	else if ((ok & 3) != 3 || !hdr)
+		rc = nnp_err(NNP_EDATA, "model file '%s': not an nnpipe model file", path);
+	else if (!(*h = json_loadb(hdr->via.str.ptr, hdr->via.str.size, 0, &je)) || !json_is_object(*h))
+		rc = nnp_err(NNP_EDATA, "model file '%s': bad header: %s", path, je.text);
+	*pos = off;
+	msgpack_unpacked_destroy(&u);
+	return rc;
+}
+
+static int fold_wanted(const struct nnp_model_opts *o, const char *name)
+{
+	if (!o->folds)
+		return 1;
+	for (int i = 0; i < o->nfolds; i++)
+		if (!strcmp(o->folds[i], name))
+			return 1;
+	return 0;
+}
+
+static int file_setup(struct nnp_model *m, const json_t *h, const struct nnp_model_opts *o)
+{
+	const char *cfg = json_string_value(json_object_get(h, "configuration"));
+	const json_t *ax = json_object_get(h, "mirror_axes");
+	json_t *meta;
+	int rc;
+	m->plans = json_incref(json_object_get(h, "plans"));
+	m->dataset = json_incref(json_object_get(h, "dataset"));
+	if (!cfg || !m->plans || !m->dataset)
+		return nnp_err(NNP_EDATA, "model file '%s': header lacks configuration, plans or dataset", m->dir);
+	if (!(m->config = strdup(cfg)) ||
+	    !(m->trainer = strdup(json_string_value(json_object_get(h, "trainer")) ?: "nnUNetTrainer")))
+		return nnp_err(NNP_ENOMEM, "model: out of memory");
+	if (o->config && strcmp(o->config, cfg))
+		return nnp_err(NNP_EUSAGE, "model '%s' is configuration '%s', not '%s'", m->dir, cfg, o->config);
+	if ((rc = config_setup(m)))
+		return rc;
+	meta = json_pack("{s:O?}", "inference_allowed_mirroring_axes", ax);
+	rc = mirror_axes(m, meta);
+	json_decref(meta);
+	return rc;
+}
+
+static int open_file(const char *path, const struct nnp_model_opts *o, struct nnp_model *m)
+{
+	struct stat st;
+	const unsigned char *base;
+	json_t *h = NULL;
+	size_t pos = 0, i;
+	const json_t *folds, *fj;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
+
+	if (fd < 0 || fstat(fd, &st) || st.st_size < 8) {
+		if (fd >= 0)
+			close(fd);
+		return nnp_err(NNP_EDATA, "model file '%s': cannot open or empty", path);
+	}
+	base = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (base == MAP_FAILED)
+		return nnp_err(NNP_EIO, "model file '%s': cannot map it", path);
+	if (!(rc = parse_preamble(base, (size_t)st.st_size, path, &h, &pos)) && !(rc = file_setup(m, h, o))) {
+		folds = json_object_get(h, "folds");
+		json_array_foreach(folds, i, fj) {
+			struct file_fold f;
+			const char *name = json_string_value(json_object_get(fj, "fold"));
+			int want = name && fold_wanted(o, name);
+			struct nnp_param_src src = { &f, file_get };
+			if ((rc = file_fold_at(base, (size_t)st.st_size, &pos, fj, want, path, &f)))
+				break;
+			if (!want)
+				continue;
+			if (m->nfolds == NNP_MODEL_MAX_FOLDS || !(m->fold_names[m->nfolds] = strdup(name))) {
+				rc = nnp_err(NNP_ENOMEM, "model: too many folds");
+				break;
+			}
+			if ((rc = nnp_engine_create(&m->graph, &src, &o->engine, &m->engines[m->nfolds++])))
+				break;
+		}
+		if (!rc && (!m->nfolds || (o->folds && m->nfolds != o->nfolds)))
+			rc = nnp_err(NNP_EDATA, "model file '%s': the requested folds are not all in it", path);
+	}
+	json_decref(h);
+	munmap((void *)base, (size_t)st.st_size);
+	return rc;
+}
+
+int nnp_model_file_header(const char *path, json_t **header)
+{
+	struct stat st;
+	const unsigned char *base;
+	size_t pos = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
+	*header = NULL;
+	if (fd < 0 || fstat(fd, &st) || st.st_size < 8) {
+		if (fd >= 0)
+			close(fd);
+		return nnp_err(NNP_EDATA, "model file '%s': cannot open or empty", path);
+	}
+	base = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (base == MAP_FAILED)
+		return nnp_err(NNP_EIO, "model file '%s': cannot map it", path);
+	rc = parse_preamble(base, (size_t)st.st_size, path, header, &pos);
+	munmap((void *)base, (size_t)st.st_size);
+	return rc;
+}
+
+int nnp_model_is_file(const char *path)
+{
+	unsigned char b[16];
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, b, sizeof b) : -1;
+	if (fd >= 0)
+		close(fd);
+	/* fixmap of 3, key "nnp" (0xa3 n n p), value "model" (0xa5 ...) */
+	return n >= 11 && b[0] == 0x83 && b[1] == 0xa3 && !memcmp(b + 2, "nnp", 3) && b[5] == 0xa5 &&
+	       !memcmp(b + 6, "model", 5);
 }

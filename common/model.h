@@ -50,7 +50,21 @@ struct nnp_model_opts {
 	struct nnp_engine_opts engine;
 };
 
+/* dir: a results folder, or an nnpipe model file written by
+ * nnp_model_import (then o->folds NULL = every fold in the file; each
+ * wanted fold's payload is checked against its sha256). */
 int nnp_model_open(const char *dir, const struct nnp_model_opts *o, struct nnp_model **out);
+/* Write the folds o selects of results folder dir as one model file: msgpack
+ * {"nnp": "model", "v": [1, 0], "header": JSON} then one bin32 of float32
+ * parameters per fold (only the canonical state_dict names the plans'
+ * architecture uses, in graph order); the header holds configuration,
+ * trainer, plans, dataset.json, mirror axes, and per fold the tensor table,
+ * the payload sha256 and the source checkpoint's sha256.  Atomic. */
+int nnp_model_import(const char *dir, const struct nnp_model_opts *o, const char *out, int force);
+/* The header JSON of a model file (no payload read); caller json_decref's. */
+int nnp_model_file_header(const char *path, json_t **header);
+/* 1 if path starts like an nnpipe model file. */
+int nnp_model_is_file(const char *path);
 void nnp_model_free(struct nnp_model *m);
 
 /* The results folder of (dataset, trainer, plans, configuration):

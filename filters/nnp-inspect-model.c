@@ -6,16 +6,21 @@
 #include <jansson.h>
 #include "err.h"
 #include "json.h"
+#include "model.h"
 #include "prog.h"
 #include "pth.h"
 
 static const struct nnp_proginfo info = {
 	.name = "inspect-model",
-	.summary = "list the tensors and training state of an nnU-Net checkpoint (.pth)",
-	.usage = "  nnp inspect-model [options] CHECKPOINT.pth",
+	.summary = "list the tensors and training state of an nnU-Net checkpoint (.pth) or model file",
+	.usage = "  nnp inspect-model [options] CHECKPOINT.pth\n"
+		 "  nnp inspect-model [--json | --plans | --dataset-json] MODEL.nnpm",
 	.options =
-		"      --json        one JSON object: trainer, epoch, mirroring axes, init_args\n"
-		"                    identity and the tensors (name, dtype, shape, storage)\n",
+		"      --json          one JSON object: trainer, epoch, mirroring axes, init_args\n"
+		"                      identity and the tensors (name, dtype, shape, storage);\n"
+		"                      for a model file its header\n"
+		"      --plans         (model file) print the plans it carries\n"
+		"      --dataset-json  (model file) print the dataset.json it carries\n",
 	.details =
 		"The checkpoint is read with a restricted pickle reader: only data is\n"
 		"rebuilt, anything that could execute code is refused (exit 1).\n\n"
@@ -23,15 +28,16 @@ static const struct nnp_proginfo info = {
 };
 
 struct cmdline {
-	int json;
+	int json, plans, dataset;
 	const char *path;
 };
 
 static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 {
-	enum { OPT_JSON = 256 };
+	enum { OPT_JSON = 256, OPT_PLANS, OPT_DS };
 	static const struct option opts[] = {
-		{ "json", no_argument, NULL, OPT_JSON },
+		{ "json", no_argument, NULL, OPT_JSON }, { "plans", no_argument, NULL, OPT_PLANS },
+		{ "dataset-json", no_argument, NULL, OPT_DS },
 		{ NULL, 0, NULL, 0 }
 	};
 	int c;
@@ -39,11 +45,13 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
 		case OPT_JSON: cl->json = 1; break;
+		case OPT_PLANS: cl->plans = 1; break;
+		case OPT_DS: cl->dataset = 1; break;
 		default: nnp_bad_option(argv);
 		}
 	}
 	if (argc - optind != 1)
-		nnp_usage_error("expected one CHECKPOINT.pth");
+		nnp_usage_error("expected one CHECKPOINT.pth or MODEL.nnpm");
 	cl->path = argv[optind];
 }
 
@@ -128,6 +136,38 @@ static int print_json(const struct nnp_pth *p)
 	return NNP_OK;
 }
 
+/* A model file: its header, or the plans / dataset.json it carries. */
+static int inspect_file(const struct cmdline *cl)
+{
+	json_t *h, *folds;
+	const json_t *f;
+	char *s = NULL;
+	size_t i;
+	int rc = nnp_model_file_header(cl->path, &h);
+	if (rc)
+		return rc;
+	if (cl->json || cl->plans || cl->dataset) {
+		const json_t *o = cl->plans ? json_object_get(h, "plans") : cl->dataset ? json_object_get(h, "dataset") : h;
+		if (!(rc = nnp_json_dumps(o, cl->json ? 1 : 4, 0, &s)))
+			printf("%s\n", s);
+		free(s);
+		json_decref(h);
+		return rc;
+	}
+	printf("model file: %s\ntrainer: %s\nconfiguration: \"%s\"\nsource: %s\n", cl->path,
+	       json_string_value(json_object_get(h, "trainer")), json_string_value(json_object_get(h, "configuration")),
+	       json_string_value(json_object_get(h, "source")));
+	folds = json_object_get(h, "folds");
+	json_array_foreach(folds, i, f)
+		printf("fold %s: %zu tensors, %lld bytes, sha256 %s (checkpoint sha256 %s)\n",
+		       json_string_value(json_object_get(f, "fold")), json_array_size(json_object_get(f, "tensors")),
+		       (long long)json_integer_value(json_object_get(f, "nbytes")),
+		       json_string_value(json_object_get(f, "sha256")),
+		       json_string_value(json_object_get(f, "checkpoint_sha256")));
+	json_decref(h);
+	return NNP_OK;
+}
+
 int main(int argc, char **argv)
 {
 	struct cmdline cl;
@@ -135,6 +175,13 @@ int main(int argc, char **argv)
 	int rc;
 	nnp_proginit(&argc, argv, &info);
 	parse_cmdline(argc, argv, &cl);
+	if (nnp_model_is_file(cl.path)) {
+		if ((rc = inspect_file(&cl)))
+			nnp_die(rc);
+		return nnp_close_stdout();
+	}
+	if (cl.plans || cl.dataset)
+		nnp_usage_error("--plans/--dataset-json need a model file (nnp import-model)");
 	if ((rc = nnp_pth_load(cl.path, &p)))
 		nnp_die(rc);
 	if (cl.json)

@@ -104,7 +104,18 @@ elif [ -n "$DATASET" ] && [ -n "$CONFIG" ]; then
 else
 	usage_die "give the model as -m FOLDER or -d DATASET -c CONFIGURATION"
 fi
-[ -f "$MODEL/plans.json" ] && [ -f "$MODEL/dataset.json" ] ||
+mkdir -p "$OUT/.nnp-tmp"
+trap 'rm -rf "$OUT/.nnp-tmp"' EXIT  # private per-case folders and the joblog
+if [ -f "$MODEL" ]; then # an nnpipe model file (nnp import-model): it carries plans and dataset.json
+	MD="$OUT/.nnp-tmp/model"
+	mkdir -p "$MD"
+	nnp inspect-model --plans "$MODEL" >"$MD/plans.json" &&
+		nnp inspect-model --dataset-json "$MODEL" >"$MD/dataset.json" || exit $?
+	[ -n "$CONFIG" ] || CONFIG=$(nnp inspect-model "$MODEL" | sed -n 's/^configuration: "\(.*\)"$/\1/p')
+else
+	MD=$MODEL
+fi
+[ -f "$MD/plans.json" ] && [ -f "$MD/dataset.json" ] ||
 	die "'$MODEL' is not a trained model folder (no plans.json/dataset.json)"
 if [ -z "$CONFIG" ]; then
 	base=$(basename "$(cd "$MODEL" && pwd)")
@@ -121,7 +132,7 @@ fi
 # dataset.json: file ending and the number of channels
 read -r ENDING NCH < <(/usr/bin/env python3 -c 'import json,sys
 d = json.load(open(sys.argv[1])); print(d["file_ending"], len(d.get("channel_names", d.get("modality", {}))))' \
-	"$MODEL/dataset.json" 2>/dev/null) || die "'$MODEL/dataset.json': cannot read file_ending/channel_names"
+	"$MD/dataset.json" 2>/dev/null) || die "'$MD/dataset.json': cannot read file_ending/channel_names"
 
 # cases: CASE_XXXX<ending>, grouped, sorted (nnU-Net's rule: id = name minus ending minus 5)
 declare -A CH
@@ -141,9 +152,8 @@ for k in "${!IDS[@]}"; do
 	[ $(( k % PARTS )) -eq "$PART" ] && SEL+=("${IDS[$k]}")
 done
 
-mkdir -p "$OUT" "$OUT/.nnp-tmp"
-cp "$MODEL/dataset.json" "$OUT/dataset.json.tmp" && mv "$OUT/dataset.json.tmp" "$OUT/dataset.json"
-cp "$MODEL/plans.json" "$OUT/plans.json.tmp" && mv "$OUT/plans.json.tmp" "$OUT/plans.json"
+cp "$MD/dataset.json" "$OUT/dataset.json.tmp" && mv "$OUT/dataset.json.tmp" "$OUT/dataset.json"
+cp "$MD/plans.json" "$OUT/plans.json.tmp" && mv "$OUT/plans.json.tmp" "$OUT/plans.json"
 printf '{"model": "%s", "configuration": "%s", "folds": "%s", "tta": %s, "step_size": "%s", "fp16_compat": %s, "precision": "%s", "device": "%s"}\n' \
 	"$MODEL" "$CONFIG" "${FOLDS[*]:-0 1 2 3 4}" "$TTA" "${STEP:-0.5}" "$FP16" "${PREC:-fp32}" "${DEVICE:-cpu}" \
 	>"$OUT/predict_args.json"
@@ -156,7 +166,7 @@ INFER=(-m "$MODEL")
 [ "$FP16" = 1 ] && INFER+=(--fp16-compat)
 [ -n "$PREC" ] && INFER+=(--precision "$PREC")
 [ -n "$DEVICE" ] && INFER+=(--device "$DEVICE")
-EXPORT=(-p "$MODEL/plans.json" -c "$CONFIG" --dataset-json "$MODEL/dataset.json")
+EXPORT=(-p "$MD/plans.json" -c "$CONFIG" --dataset-json "$MD/dataset.json")
 [ "$PROBS" = 1 ] && EXPORT+=(--save-probabilities)
 [ "$FP16" = 1 ] && EXPORT+=(--fp16-compat)
 THREADS=$(( $(nproc) / JOBS )); [ "$THREADS" -ge 1 ] || THREADS=1
@@ -171,7 +181,7 @@ predict_case() {
 	rm -rf "$tmp" && mkdir -p "$tmp"
 	for ((c = 0; c < NCH; c++)); do files+=("$IN/${id}_$(printf %04d "$c")$ENDING"); done
 	NNP_THREADS=$THREADS nnp read "${files[@]}" --case "$id" |
-		NNP_THREADS=$THREADS nnp preprocess -p "$MODEL/plans.json" -c "$CONFIG" --no-mask |
+		NNP_THREADS=$THREADS nnp preprocess -p "$MD/plans.json" -c "$CONFIG" --no-mask |
 		NNP_THREADS=$THREADS nnp infer "${INFER[@]}" |
 		NNP_THREADS=$THREADS nnp export "${EXPORT[@]}" |
 		nnp write -o "$tmp/" || { local rc=$?; rm -rf "$tmp"; return $rc; }
@@ -181,7 +191,7 @@ predict_case() {
 	info "$id: done"
 }
 export -f predict_case info
-export IN OUT MODEL CONFIG ENDING NCH PROBS CONT THREADS PROG
+export IN OUT MODEL MD CONFIG ENDING NCH PROBS CONT THREADS PROG
 export INFER_S EXPORT_S
 INFER_S=$(printf '%q ' "${INFER[@]}")
 EXPORT_S=$(printf '%q ' "${EXPORT[@]}")
