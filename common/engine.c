@@ -529,21 +529,48 @@ static dnnl_data_type_t conv_dt(const struct nnp_engine *e)
 	return e->prec == NNP_PREC_BF16 ? dnnl_bf16 : dnnl_f32;
 }
 
+/* The common tail of a (transposed) convolution primitive pd: reorder the
+ * source when the primitive wants another layout, reorder the weights (user
+ * layout tag), bind the bias and the output tensor, add the step.  Takes pd. */
+static int bind_conv(struct nnp_engine *e, struct plan *p, int opi, dnnl_primitive_desc_t pd, dnnl_memory_t srcm,
+		     const float *w, const dnnl_dims_t wd, dnnl_format_tag_t wtag, const float *b, int64_t cout)
+{
+	dnnl_memory_desc_t src = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+	dnnl_memory_desc_t wei = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+	const dnnl_memory_desc_t *have;
+	dnnl_memory_t wm, bm = NULL;
+	dnnl_exec_arg_t args[MAXARGS];
+	int na = 0, rc;
+
+	dnnl_memory_get_memory_desc(srcm, &have);
+	/* only the network input (plain) or a bf16 run needs a reorder */
+	if ((!dnnl_memory_desc_equal(have, &src) && (rc = reorder_step(e, p, opi, srcm, &src, &srcm))) ||
+	    (rc = weight_mem(e, p, w, wd, 2 + e->g.arch.ndim, wtag, &wei, &wm)) ||
+	    (b && (rc = bias_mem(e, p, b, cout, &bm)))) {
+		dnnl_primitive_desc_destroy(pd);
+		return rc;
+	}
+	args[na++] = (dnnl_exec_arg_t){ DNNL_ARG_SRC, srcm };
+	args[na++] = (dnnl_exec_arg_t){ DNNL_ARG_WEIGHTS, wm };
+	if (bm)
+		args[na++] = (dnnl_exec_arg_t){ DNNL_ARG_BIAS, bm };
+	args[na++] = (dnnl_exec_arg_t){ DNNL_ARG_DST, p->tmem[e->g.ops[opi].out] };
+	return finish_step(p, opi, pd, args, na);
+}
+
 /* One convolution primitive: dst (+)= conv(src, w) (+ bias). */
 static int conv_prim(struct nnp_engine *e, struct plan *p, int opi, int src_t, const float *w, const float *b,
 		     int sum)
 {
 	const struct nnp_op *op = &e->g.ops[opi];
 	int nd = e->g.arch.ndim, rc;
-	dnnl_memory_desc_t src, wei, bia, dst, any_src, any_wei;
+	dnnl_memory_desc_t bia, dst, any_src, any_wei;
 	dnnl_convolution_desc_t cd;
 	dnnl_primitive_desc_t pd;
 	dnnl_primitive_attr_t attr = NULL;
 	dnnl_dims_t wd, strides, pad;
-	dnnl_memory_t srcm = p->tmem[src_t], wm, bm = NULL;
+	dnnl_memory_t srcm = p->tmem[src_t];
 	int64_t cin = e->g.tensors[src_t].channels, cout = e->g.tensors[op->out].channels;
-	dnnl_exec_arg_t args[MAXARGS];
-	int na = 0;
 
 	if ((rc = act_md(e, p, src_t, conv_dt(e), dnnl_format_tag_any, &any_src)) || (rc = t_md(e, p, op->out, &dst)))
 		return rc;
@@ -575,30 +602,7 @@ static int conv_prim(struct nnp_engine *e, struct plan *p, int opi, int src_t, c
 		dnnl_primitive_attr_destroy(attr);
 	if (rc)
 		return rc;
-	src = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
-	wei = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-	{
-		const dnnl_memory_desc_t *have;
-		dnnl_memory_get_memory_desc(srcm, &have);
-		if (!dnnl_memory_desc_equal(have, &src)) {
-			/* only the network input (plain) or a bf16 run needs this */
-			if ((rc = reorder_step(e, p, opi, srcm, &src, &srcm))) {
-				dnnl_primitive_desc_destroy(pd);
-				return rc;
-			}
-		}
-	}
-	if ((rc = weight_mem(e, p, w, wd, 2 + nd, nd == 3 ? dnnl_oidhw : dnnl_oihw, &wei, &wm)) ||
-	    (b && (rc = bias_mem(e, p, b, cout, &bm)))) {
-		dnnl_primitive_desc_destroy(pd);
-		return rc;
-	}
-	args[na++] = (dnnl_exec_arg_t){ DNNL_ARG_SRC, srcm };
-	args[na++] = (dnnl_exec_arg_t){ DNNL_ARG_WEIGHTS, wm };
-	if (bm)
-		args[na++] = (dnnl_exec_arg_t){ DNNL_ARG_BIAS, bm };
-	args[na++] = (dnnl_exec_arg_t){ DNNL_ARG_DST, p->tmem[op->out] };
-	return finish_step(p, opi, pd, args, na);
+	return bind_conv(e, p, opi, pd, srcm, w, wd, nd == 3 ? dnnl_oidhw : dnnl_oihw, b, cout);
 }
 
 /* Transposed convolution, kernel = stride, no padding (PyTorch weight (in, out, k)). */
@@ -607,14 +611,12 @@ static int deconv_prim(struct nnp_engine *e, struct plan *p, int opi)
 	const struct nnp_op *op = &e->g.ops[opi];
 	const struct opw *w = &e->w[opi];
 	int nd = e->g.arch.ndim, rc;
-	dnnl_memory_desc_t any_src, any_wei, bia, dst, src, wei;
+	dnnl_memory_desc_t any_src, any_wei, bia, dst;
 	dnnl_deconvolution_desc_t dd;
 	dnnl_primitive_desc_t pd;
 	dnnl_dims_t wd, strides, pad = { 0 };
-	dnnl_memory_t srcm = p->tmem[op->in], wm, bm = NULL;
+	dnnl_memory_t srcm = p->tmem[op->in];
 	int64_t cin = e->g.tensors[op->in].channels, cout = e->g.tensors[op->out].channels;
-	dnnl_exec_arg_t args[MAXARGS];
-	int na = 0;
 
 	if ((rc = act_md(e, p, op->in, conv_dt(e), dnnl_format_tag_any, &any_src)) || (rc = t_md(e, p, op->out, &dst)))
 		return rc;
@@ -636,27 +638,7 @@ static int deconv_prim(struct nnp_engine *e, struct plan *p, int opi)
 	   "deconvolution desc");
 	if ((rc = create_prim(&dd, NULL, e, &pd)))
 		return rc;
-	src = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
-	wei = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-	{
-		const dnnl_memory_desc_t *have;
-		dnnl_memory_get_memory_desc(srcm, &have);
-		if (!dnnl_memory_desc_equal(have, &src) && (rc = reorder_step(e, p, opi, srcm, &src, &srcm))) {
-			dnnl_primitive_desc_destroy(pd);
-			return rc;
-		}
-	}
-	if ((rc = weight_mem(e, p, w->w, wd, 2 + nd, nd == 3 ? dnnl_iodhw : dnnl_iohw, &wei, &wm)) ||
-	    (w->b && (rc = bias_mem(e, p, w->b, cout, &bm)))) {
-		dnnl_primitive_desc_destroy(pd);
-		return rc;
-	}
-	args[na++] = (dnnl_exec_arg_t){ DNNL_ARG_SRC, srcm };
-	args[na++] = (dnnl_exec_arg_t){ DNNL_ARG_WEIGHTS, wm };
-	if (bm)
-		args[na++] = (dnnl_exec_arg_t){ DNNL_ARG_BIAS, bm };
-	args[na++] = (dnnl_exec_arg_t){ DNNL_ARG_DST, p->tmem[op->out] };
-	return finish_step(p, opi, pd, args, na);
+	return bind_conv(e, p, opi, pd, srcm, w->w, wd, nd == 3 ? dnnl_iodhw : dnnl_iohw, w->b, cout);
 }
 
 static int pool_prim(struct nnp_engine *e, struct plan *p, int opi)

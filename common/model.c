@@ -690,6 +690,24 @@ static int parse_preamble(const unsigned char *base, size_t len, const char *pat
 	return rc;
 }
 
+/* The whole file mapped read-only; munmap((void *)*base, *len) releases it. */
+static int map_file(const char *path, const unsigned char **base, size_t *len)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) || st.st_size < 8) {
+		if (fd >= 0)
+			close(fd);
+		return nnp_err(NNP_EDATA, "model file '%s': cannot open or empty", path);
+	}
+	*len = (size_t)st.st_size;
+	*base = mmap(NULL, *len, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (*base == MAP_FAILED)
+		return nnp_err(NNP_EIO, "model file '%s': cannot map it", path);
+	return NNP_OK;
+}
+
 static int fold_wanted(const struct nnp_model_opts *o, const char *name)
 {
 	if (!o->folds)
@@ -725,30 +743,22 @@ static int file_setup(struct nnp_model *m, const json_t *h, const struct nnp_mod
 
 static int open_file(const char *path, const struct nnp_model_opts *o, struct nnp_model *m)
 {
-	struct stat st;
 	const unsigned char *base;
 	json_t *h = NULL;
-	size_t pos = 0, i;
+	size_t pos = 0, len = 0, i;
 	const json_t *folds, *fj;
-	int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
+	int rc;
 
-	if (fd < 0 || fstat(fd, &st) || st.st_size < 8) {
-		if (fd >= 0)
-			close(fd);
-		return nnp_err(NNP_EDATA, "model file '%s': cannot open or empty", path);
-	}
-	base = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-	close(fd);
-	if (base == MAP_FAILED)
-		return nnp_err(NNP_EIO, "model file '%s': cannot map it", path);
-	if (!(rc = parse_preamble(base, (size_t)st.st_size, path, &h, &pos)) && !(rc = file_setup(m, h, o))) {
+	if ((rc = map_file(path, &base, &len)))
+		return rc;
+	if (!(rc = parse_preamble(base, len, path, &h, &pos)) && !(rc = file_setup(m, h, o))) {
 		folds = json_object_get(h, "folds");
 		json_array_foreach(folds, i, fj) {
 			struct file_fold f;
 			const char *name = json_string_value(json_object_get(fj, "fold"));
 			int want = name && fold_wanted(o, name);
 			struct nnp_param_src src = { &f, file_get };
-			if ((rc = file_fold_at(base, (size_t)st.st_size, &pos, fj, want, path, &f)))
+			if ((rc = file_fold_at(base, len, &pos, fj, want, path, &f)))
 				break;
 			if (!want)
 				continue;
@@ -763,28 +773,20 @@ static int open_file(const char *path, const struct nnp_model_opts *o, struct nn
 			rc = nnp_err(NNP_EDATA, "model file '%s': the requested folds are not all in it", path);
 	}
 	json_decref(h);
-	munmap((void *)base, (size_t)st.st_size);
+	munmap((void *)base, len);
 	return rc;
 }
 
 int nnp_model_file_header(const char *path, json_t **header)
 {
-	struct stat st;
 	const unsigned char *base;
-	size_t pos = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
+	size_t pos = 0, len = 0;
+	int rc;
 	*header = NULL;
-	if (fd < 0 || fstat(fd, &st) || st.st_size < 8) {
-		if (fd >= 0)
-			close(fd);
-		return nnp_err(NNP_EDATA, "model file '%s': cannot open or empty", path);
-	}
-	base = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-	close(fd);
-	if (base == MAP_FAILED)
-		return nnp_err(NNP_EIO, "model file '%s': cannot map it", path);
-	rc = parse_preamble(base, (size_t)st.st_size, path, header, &pos);
-	munmap((void *)base, (size_t)st.st_size);
+	if ((rc = map_file(path, &base, &len)))
+		return rc;
+	rc = parse_preamble(base, len, path, header, &pos);
+	munmap((void *)base, len);
 	return rc;
 }
 
