@@ -119,9 +119,9 @@ inference_md() {
 | same, bf16 (AMX) | $t_f901b | 4.16 | $(ratio 4.16 "$t_f901b")x |
 | one forward, 903 3d_fullres (2 channels, 56×64×56), fp32 | $t_f903 | 0.85 | $(ratio 0.85 "$t_f903")x |
 | same, bf16 (AMX) | $t_f903b | 0.85 | $(ratio 0.85 "$t_f903b")x |
-| \`nnp predict\` sph_101 (1 tile), no mirroring, fp32, end to end | $t_e2e | 3.54 (preprocess + sliding window + export) | $(ratio 3.54 "$t_e2e")x |
-| same with mirroring (8 forwards) | $t_e2e_m | 25.80 (e2e) | $(ratio 25.80 "$t_e2e_m")x |
-| same with mirroring, bf16 | $t_e2e_mb | 25.80 | $(ratio 25.80 "$t_e2e_mb")x |
+| \`nnp predict\` sph_101 (1 tile), no mirroring, fp32, end to end | $(printf %.2f "$t_e2e") | 3.54 (preprocess + sliding window + export) | $(ratio 3.54 "$t_e2e")x |
+| same with mirroring (8 forwards) | $(printf %.2f "$t_e2e_m") | 25.80 (e2e) | $(ratio 25.80 "$t_e2e_m")x |
+| same with mirroring, bf16 | $(printf %.2f "$t_e2e_mb") | 25.80 | $(ratio 25.80 "$t_e2e_mb")x |
 
 117 classes, 182×217×182 at 1 mm (patch from \`nnp plan\`; random full-size model,
 \`--step-size 1\`: the same window and buffers as 0.5, fewer tiles): \`nnp infer | nnp
