@@ -486,9 +486,46 @@ void nnp__export_round_f16(const double *t, int64_t n, float *out)
 	round_row(t, n, 1, out);
 }
 
-/* Linear: data_linear3's arithmetic on the two input slices of zc. */
+/* Per-thread cache of input rows interpolated along x (in-plane path): row
+ * iy of channel c in slot (c, iy & 1); key -1 = empty. */
+struct xcache {
+	double *rows;      /* K x 2 x nx */
+	int64_t *key;      /* K x 2 */
+};
+
+NNP_VECTOR_CLONES
+static void x_interp(const float *restrict r, const int32_t *restrict ix0, const int32_t *restrict ix1,
+		     const double *restrict wx0, const double *restrict wx1, int64_t n, double *restrict out)
+{
+	for (int64_t x = 0; x < n; x++)
+		out[x] = (double)r[ix0[x]] * wx0[x] + (double)r[ix1[x]] * wx1[x];
+}
+
+NNP_VECTOR_CLONES
+static void y_blend(const double *restrict a, const double *restrict b, double wa, double wb, int64_t n,
+		    double *restrict out)
+{
+	for (int64_t x = 0; x < n; x++)
+		out[x] = a[x] * wa + b[x] * wb;
+}
+
+static const double *cached_row(const struct job *j, struct xcache *xc, const float *slice, int64_t c, int64_t iy)
+{
+	int64_t nx = j->mid[2], k = c * 2 + (iy & 1);
+	double *row = xc->rows + k * nx;
+	if (xc->key[k] != iy) {
+		x_interp(slice + (c * j->in[1] + iy) * j->in[2], j->ix0, j->ix1, j->wx0, j->wx1, nx, row);
+		xc->key[k] = iy;
+	}
+	return row;
+}
+
+/* Linear: data_linear3's arithmetic on the two input slices of zc.  With z
+ * unchanged (the in-plane case), separably: x first (rows cached per
+ * thread), then y; the same linear interpolation, summed in another order
+ * (float64 rounding differences, far below the float16/float32 output). */
 static void row_linear(const struct job *j, const struct zctx *zc, int64_t c, int64_t oy, double *tmp, double *u,
-		       float *out)
+		       struct xcache *xc, float *out)
 {
 	int64_t nxi = j->in[2], plane = j->in[1] * nxi, nx = j->mid[2];
 	const int64_t *iy = j->ty + 2 * oy;
@@ -503,7 +540,10 @@ static void row_linear(const struct job *j, const struct zctx *zc, int64_t c, in
 			w[nk][1] = wy[b];
 			nk++;
 		}
-	if (!zc->zfull && zc->wz[0] == 1.0)
+	if (!zc->zfull && zc->wz[0] == 1.0 && xc)
+		y_blend(cached_row(j, xc, zc->s[0], c, iy[0]), cached_row(j, xc, zc->s[0], c, iy[1]), wy[0], wy[1], nx,
+			tmp);
+	else if (!zc->zfull && zc->wz[0] == 1.0)
 		lin_row2(r[0], r[1], wy[0], wy[1], j->ix0, j->ix1, j->wx0, j->wx1, nx, nxi, u, tmp);
 	else
 		lin_row4(r, (const double(*)[2])w, nk, j->ix0, j->ix1, j->wx0, j->wx1, nx, tmp);
@@ -592,12 +632,16 @@ static int emit_rows(const struct job *j, const struct zctx *zc)
 	{
 		float *buf = j->path == NNP_EXPORT_SEPZ ? NULL : malloc((size_t)(K * nx) * sizeof *buf);
 		double *tmp = malloc((size_t)nx * sizeof *tmp), *u = malloc((size_t)(2 * j->in[2]) * sizeof *u);
+		struct xcache xc = { malloc((size_t)(2 * K * nx) * sizeof(double)), malloc((size_t)(2 * K) * sizeof(int64_t)) };
+		if (xc.key)
+			for (int64_t k = 0; k < 2 * K; k++)
+				xc.key[k] = -1;
 		const float **rows = malloc((size_t)K * sizeof *rows);
 		float *best = malloc((size_t)nx * sizeof *best);
 		int32_t *lab = malloc((size_t)nx * sizeof *lab);
 		if (!rows || !best || !lab || !tmp || !u || (j->path != NNP_EXPORT_SEPZ && !buf))
 			fail = 1;
-		#pragma omp for schedule(dynamic, 4)
+		#pragma omp for schedule(dynamic, 16)
 		for (int64_t oy = 0; oy < j->mid[1]; oy++) {
 			if (fail)
 				continue;
@@ -607,7 +651,7 @@ static int emit_rows(const struct job *j, const struct zctx *zc)
 					continue;
 				}
 				if (j->path == NNP_EXPORT_LINEAR) {
-					row_linear(j, zc, c, oy, tmp, u, buf + c * nx);
+					row_linear(j, zc, c, oy, tmp, u, xc.rows && xc.key ? &xc : NULL, buf + c * nx);
 				} else {
 					size_t es = nnp_dtype_size(j->res_dt);
 					const char *p = (const char *)j->res +
@@ -624,6 +668,8 @@ static int emit_rows(const struct job *j, const struct zctx *zc)
 		free(rows);
 		free(best);
 		free(lab);
+		free(xc.rows);
+		free(xc.key);
 	}
 	return fail ? nnp_err(NNP_ENOMEM, "case '%s': out of memory for the row buffers", j->id) : NNP_OK;
 }
