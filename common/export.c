@@ -509,6 +509,15 @@ static void y_blend(const double *restrict a, const double *restrict b, double w
 		out[x] = a[x] * wa + b[x] * wb;
 }
 
+/* y_blend straight to float32 (the default path: no float16 rounding). */
+NNP_VECTOR_CLONES
+static void y_blend_f32(const double *restrict a, const double *restrict b, double wa, double wb, int64_t n,
+			float *restrict out)
+{
+	for (int64_t x = 0; x < n; x++)
+		out[x] = (float)(a[x] * wa + b[x] * wb);
+}
+
 static const double *cached_row(const struct job *j, struct xcache *xc, const float *slice, int64_t c, int64_t iy)
 {
 	int64_t nx = j->mid[2], k = c * 2 + (iy & 1);
@@ -540,6 +549,11 @@ static void row_linear(const struct job *j, const struct zctx *zc, int64_t c, in
 			w[nk][1] = wy[b];
 			nk++;
 		}
+	if (!zc->zfull && zc->wz[0] == 1.0 && xc && !j->fp16) {
+		y_blend_f32(cached_row(j, xc, zc->s[0], c, iy[0]), cached_row(j, xc, zc->s[0], c, iy[1]), wy[0], wy[1],
+			    nx, out);
+		return;
+	}
 	if (!zc->zfull && zc->wz[0] == 1.0 && xc)
 		y_blend(cached_row(j, xc, zc->s[0], c, iy[0]), cached_row(j, xc, zc->s[0], c, iy[1]), wy[0], wy[1], nx,
 			tmp);
