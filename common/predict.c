@@ -113,6 +113,7 @@ struct sink {
 	int64_t K, Z, plane;       /* plane = Y * X */
 	int64_t cz0, cn;           /* current chunk: first slice, slices filled */
 	void *buf;                 /* K x chunk_slices x plane */
+	struct nnp_progress *progress;
 };
 
 static int sink_flush(struct sink *s)
@@ -153,6 +154,8 @@ static int sink_emit(void *ctx, int64_t z0, int64_t zs, const float *slab)
 			return nnp_err(NNP_EINTERNAL, "logits: slice %lld out of order", (long long)(z0 + z));
 		for (int64_t c = 0; c < s->K; c++)
 			put_plane(s, slab + (c * zs + z) * s->plane, c, s->cn);
+		if (s->progress)
+			nnp_progress_add(s->progress, 1);
 		if (++s->cn == s->f->chunk_slices && (rc = sink_flush(s)))
 			return rc;
 	}
@@ -304,7 +307,10 @@ int nnp_predict_logits(struct nnp_model *m, const struct nnp_predict_opts *o, co
 	nnp_frame_init(&f);
 	if ((rc = begin_frame(img, m->arch.num_classes, o->out_dtype, &f)) || (rc = nnp_writer_begin(w, &f)))
 		goto out;
-	s = (struct sink){ w, &f, o->out_dtype, m->arch.num_classes, f.shape[1], f.shape[2] * f.shape[3], 0, 0, NULL };
+	s = (struct sink){ w, &f, o->out_dtype, m->arch.num_classes, f.shape[1], f.shape[2] * f.shape[3], 0, 0, NULL,
+			   o->progress };
+	if (o->progress)
+		nnp_progress_begin(o->progress, img->f.case_id ? img->f.case_id : "logits", f.shape[1]);
 	if (!(s.buf = malloc((size_t)(s.K * f.chunk_slices * s.plane) * nnp_dtype_size(s.dt)))) {
 		rc = nnp_err(NNP_ENOMEM, "logits: out of memory");
 		goto out;
@@ -326,6 +332,8 @@ int nnp_predict_logits(struct nnp_model *m, const struct nnp_predict_opts *o, co
 	}
 	if (!rc)
 		rc = sink_flush(&s);
+	if (o->progress)
+		nnp_progress_end(o->progress);
 	if (rc && img->f.case_id)
 		nnp_err_ctx(rc, "case '%s'", img->f.case_id);
 out:

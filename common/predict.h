@@ -21,6 +21,7 @@
 #include "frame.h"
 #include "infer.h"
 #include "model.h"
+#include "prog.h"
 
 /* What the sliding window accumulates: the K logits, or the F features
  * before the (linear) segmentation head of every fold, with the heads applied
@@ -35,6 +36,8 @@ struct nnp_predict_opts {
 	int tta;                        /* mirror on the model's allowed axes */
 	enum nnp_dtype out_dtype;       /* NNP_F32 (default) or NNP_F16 */
 	uint64_t max_memory;            /* bytes; 0 = no limit */
+	struct nnp_progress *progress;  /* NULL, or advanced by one per finished slice
+	                                   (begun with the case's slice count) */
 };
 
 void nnp_predict_opts_init(struct nnp_predict_opts *o);

@@ -175,10 +175,12 @@ int main(int argc, char **argv)
 	struct nnp_reader *r;
 	struct nnp_writer *w;
 	struct nnp_vol v;
+	struct nnp_progress progress;
 	int rc;
 
 	nnp_proginit(&argc, argv, &info);
 	parse_cmdline(argc, argv, &cl);
+	cl.po.progress = &progress;
 	if (!strcmp(cl.in, "-"))
 		nnp_refuse_tty_stdin();
 	nnp_refuse_tty_stdout();
