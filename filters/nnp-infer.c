@@ -14,13 +14,14 @@
 static const struct nnp_proginfo info = {
 	.name = "infer",
 	.summary = "predict logits of preprocessed images with a trained model (sliding window, TTA, folds)",
-	.usage = "  nnp infer -m MODEL_FOLDER [options] [STREAM]\n"
+	.usage = "  nnp infer -m MODEL_FOLDER|MODEL.nnpm [options] [STREAM]\n"
 		 "  nnp infer -d DATASET -c CONFIGURATION [-tr TRAINER] [-p PLANS] [options] [STREAM]",
 	.options =
-		"  -m, --model DIR          an nnU-Net results folder (TRAINER__PLANS__CONFIG)\n"
+		"  -m, --model DIR|FILE     an nnU-Net results folder (TRAINER__PLANS__CONFIG) or an\n"
+		"                           nnpipe model file (nnp import-model)\n"
 		"  -d, --dataset D          with -c: $nnUNet_results/DatasetD.../TRAINER__PLANS__CONFIG\n"
 		"  -c, --configuration C    e.g. 3d_fullres\n"
-		"      -tr, --trainer T     trainer class (default nnUNetTrainer)\n"
+		"  -tr, --trainer T         trainer class (default nnUNetTrainer)\n"
 		"  -p, --plans NAME         plans identifier (default nnUNetPlans)\n"
 		"  -f, --folds F [F...]     folds to ensemble (default 0 1 2 3 4; 'all'; or 0,1)\n"
 		"      --checkpoint NAME    checkpoint file in each fold (default checkpoint_final.pth)\n"
