@@ -234,13 +234,20 @@ void nnp_sample_bbox(struct nnp_rs *rs, const int64_t S[3], const int64_t P[3], 
 
 /* ---- crop with padding ---- */
 
+/* n elements of pad in dtype dt: one converted element, then doubling copies. */
 static void fill(void *dst, enum nnp_dtype dt, double pad, size_t n)
 {
-	size_t es = nnp_dtype_size(dt);
-	unsigned char one[16];
-	nnp_convert(dt, one, NNP_F64, &pad, 1);
-	for (size_t i = 0; i < n; i++)
-		memcpy((unsigned char *)dst + i * es, one, es);
+	size_t es = nnp_dtype_size(dt), have = 1, total = n * es;
+	unsigned char *d = dst;
+	if (n == 0)
+		return;
+	if (pad == 0) {
+		memset(dst, 0, total);
+		return;
+	}
+	nnp_convert(dt, d, NNP_F64, &pad, 1);
+	for (have = es; have < total; have *= 2)
+		memcpy(d + have, d, have < total - have ? have : total - have);
 }
 
 int nnp_sample_crop(const struct nnp_casefile *cf, size_t fi, const int64_t lo[3], const int64_t P[3],

@@ -48,7 +48,8 @@ static const struct nnp_proginfo info = {
 };
 
 struct cmdline {
-	const char *dataset, *dir, *config, *plans, *fold, *split;
+	const char *dataset, *dir, *config, *plans, *split;
+	long long fold;                /* -1: all */
 	uint32_t seed;
 	long long iterations, batch;   /* -1: endless / from the plans */
 };
@@ -99,7 +100,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		{ "batch-size", required_argument, NULL, 'b' },
 		{ NULL, 0, NULL, 0 }
 	};
-	int c;
+	int c, have_fold = 0;
 	memset(cl, 0, sizeof *cl);
 	cl->plans = "nnUNetPlans";
 	cl->split = "train";
@@ -110,7 +111,10 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		case OPT_PRE: cl->dir = optarg; break;
 		case 'c': cl->config = optarg; break;
 		case 'p': cl->plans = optarg; break;
-		case 'f': cl->fold = optarg; break;
+		case 'f':
+			cl->fold = strcmp(optarg, "all") ? nnp_parse_ll("--fold", optarg, 0, 1 << 20) : -1;
+			have_fold = 1;
+			break;
 		case OPT_SPLIT: cl->split = optarg; break;
 		case OPT_SEED: cl->seed = (uint32_t)nnp_parse_ll("--seed", optarg, 0, 4294967295LL); break;
 		case 'n': cl->iterations = nnp_parse_ll("--iterations", optarg, 0, LLONG_MAX); break;
@@ -120,12 +124,10 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 	}
 	if (!cl->dataset == !cl->dir)
 		nnp_usage_error("need -d DATASET or --preprocessed DIR (one of them)");
-	if (!cl->config || !cl->fold)
+	if (!cl->config || !have_fold)
 		nnp_usage_error("need -c CONFIGURATION and --fold F");
 	if (strcmp(cl->split, "train") && strcmp(cl->split, "val"))
 		nnp_usage_error("--split must be 'train' or 'val', not '%s'", cl->split);
-	if (strcmp(cl->fold, "all"))
-		nnp_parse_ll("--fold", cl->fold, 0, 1 << 20);
 	if (optind < argc)
 		nnp_usage_error("unexpected argument '%s'", argv[optind]);
 }
@@ -183,7 +185,7 @@ static int ids_of_fold(const struct cmdline *cl, struct ctx *x)
 	json_t *splits;
 	size_t k;
 	int rc;
-	if (!strcmp(cl->fold, "all")) {
+	if (cl->fold < 0) {
 		const char *base = strrchr(x->data, '/') + 1;
 		if ((rc = nnp_preprocessed_ids(x->dir, base, &x->ids, &x->n, NULL, 0)))
 			return rc;
@@ -192,7 +194,7 @@ static int ids_of_fold(const struct cmdline *cl, struct ctx *x)
 	if ((rc = mkpath(path, sizeof path, "%s/%s", x->dir, NNP_SPLIT_FILE)) ||
 	    (rc = nnp_splits_load(path, NULL, 0, &splits)))
 		return rc;
-	k = (size_t)atoll(cl->fold);
+	k = (size_t)cl->fold;
 	if (k >= json_array_size(splits)) {
 		rc = nnp_err(NNP_EDATA, "'%s': fold %zu requested but the file has %zu folds (0..%zu)", path, k,
 			     json_array_size(splits), json_array_size(splits) - 1);
