@@ -129,6 +129,42 @@ export\` peak RSS $r_117 MiB in all (infer $r_117i MiB, export $r_117e MiB). Goa
 nnU-Net's export of such logits alone took 33 s and 11.6 GB.
 MD
 }
+# ---- sampling (nnp sample: the training data loader, 1 process) ----
+# 901's four fixture cases preprocessed for 3d_fullres (plans from nnp plan),
+# fold all, train split (enlarged initial patch), seed 0, output to /dev/null.
+# 'bench/run.sh sample' runs only this.
+bench_sample() {
+	local S=$OUT/sample901 n=${SAMPLE_ITERS:-200} t b
+	if [ ! -d "$S/pre/Dataset901_Spheres/nnUNetPlans_3d_fullres" ]; then
+		mkdir -p "$S/raw" "$S/pre" && cp -r "$ROOT/tests/fixtures/raw/Dataset901_Spheres" "$S/raw/"
+		nnUNet_raw=$S/raw nnUNet_preprocessed=$S/pre NNP_QUIET=1 "$BIN/nnp-plan-and-preprocess" -d 901 \
+			-c 3d_fullres >/dev/null
+	fi
+	b=$(/usr/bin/python3 -c "import json; print(json.load(open('$S/pre/Dataset901_Spheres/nnUNetPlans.json'))['configurations']['3d_fullres']['batch_size'])")
+	cat "$S"/pre/Dataset901_Spheres/nnUNetPlans_3d_fullres/*.nnp >/dev/null
+	t=$(best "'$BIN/nnp-sample' --preprocessed '$S/pre/Dataset901_Spheres' -c 3d_fullres --fold all -n $n > /dev/null")
+	sample_patch=$("$BIN/nnp-sample" --preprocessed "$S/pre/Dataset901_Spheres" -c 3d_fullres --fold all -n 1 |
+		"$BIN/nnp-info" -H | sed -n '2s/.*x) //p' | sed 's/, .*//')
+	t_sample=$t
+	sample_rate=$(echo "scale=0; $n * $b / $t" | bc -l)
+	sample_n=$((n * b))
+}
+sample_md() {
+	cat <<MD
+## Sampling (\`nnp sample\`, nnU-Net's training data loader, 1 process)
+
+| task | samples | wall [s] | samples/s |
+|---|---:|---:|---:|
+| 901 3d_fullres train patches ($sample_patch float32 + int16 label), fold all | $sample_n | $(printf %.2f "$t_sample") | $sample_rate |
+
+Each sample reads only its box from the case file (casefile.h) and writes two frames.
+MD
+}
+if [ "${1:-}" = sample ]; then
+	bench_sample
+	sample_md
+	exit 0
+fi
 if [ "${1:-}" = inference ]; then
 	bench_inference
 	inference_md
@@ -212,6 +248,7 @@ rm -f "$OUT"/s[0-2].nnp
 
 bench_export
 bench_inference
+bench_sample
 
 mbs() { echo "scale=0; $MB / $1" | bc -l; }
 pct() { echo "scale=0; 100 * $1 / $2" | bc -l; }
@@ -277,5 +314,7 @@ under two chunks whatever the volume size (the volume here is $(printf '%.0f' "$
 $(export_md)
 
 $(inference_md)
+
+$(sample_md)
 MD
 cat "$REPORT"
