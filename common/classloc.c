@@ -317,7 +317,7 @@ static int draw(struct ctx *x, const struct nnp_classloc_req *req, size_t nreq,
 		const struct nnp_classloc_opts *o, struct nnp_classloc *out)
 {
 	struct nnp_rs rs;
-	uint64_t *off = NULL, *cum = NULL;
+	uint64_t *off = NULL, *cum = NULL, *grown;
 	uint32_t *mli = NULL;
 	size_t maxm = 1;
 	int rc = NNP_OK;
@@ -345,11 +345,12 @@ static int draw(struct ctx *x, const struct nnp_classloc_req *req, size_t nreq,
 		k->n = nnp_classloc_num_samples(total, o);
 		if (k->n > (uint64_t)SIZE_MAX / (3 * sizeof(int32_t)) ||
 		    !(k->zyx = malloc((size_t)k->n * 3 * sizeof(int32_t))) ||
-		    !(off = realloc(off, (size_t)k->n * sizeof *off))) {
+		    !(grown = realloc(off, (size_t)k->n * sizeof *off))) {
 			rc = nnp_err(NNP_ENOMEM, "cannot allocate the %llu locations of a class",
 				     (unsigned long long)k->n);
 			goto done;
 		}
+		off = grown;
 		if ((rc = first_of_permutation(&rs, total, k->n, off)))
 			goto done;
 		npk = x->npk + k->n;

@@ -260,7 +260,7 @@ static void act_dims(const struct nnp_engine *e, const struct plan *p, int t, dn
 static int act_md(const struct nnp_engine *e, const struct plan *p, int t, dnnl_data_type_t dt,
 		  dnnl_format_tag_t tag, dnnl_memory_desc_t *md)
 {
-	dnnl_dims_t dims;
+	dnnl_dims_t dims = { 0 };
 	act_dims(e, p, t, dims);
 	DN(dnnl_memory_desc_init_by_tag(md, 2 + e->g.arch.ndim, dims, dt, tag), "memory_desc_init");
 	return NNP_OK;

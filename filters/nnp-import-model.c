@@ -49,9 +49,10 @@ int main(int argc, char **argv)
 		case 'm': model = optarg; break;
 		case 'f':
 			for (char *t = strtok(optarg, ","); t; t = strtok(NULL, ",")) {
-				if (!is_fold(t) || nf == NNP_MODEL_MAX_FOLDS)
-					nnp_usage_error("-f: bad fold '%s'", t);
-				folds[nf++] = t;
+				if (is_fold(t) && nf < NNP_MODEL_MAX_FOLDS)
+					folds[nf++] = t;
+				else
+					nnp_usage_error("-f: bad fold '%s' (or more than %d)", t, NNP_MODEL_MAX_FOLDS);
 			}
 			while (optind < argc && is_fold(argv[optind]) && nf < NNP_MODEL_MAX_FOLDS)
 				folds[nf++] = argv[optind++];
