@@ -1,6 +1,7 @@
 /* augment.c — nnU-Net's training augmentation, one sample at a time
  * (nnunet-facts §8; docs/augmentation.md). */
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include "augment.h"
@@ -762,4 +763,156 @@ int nnp_aug_run(const struct nnp_aug_config *cfg, struct nnp_patch *p, struct nn
 	}
 	nnp_aug_remove_label(p);
 	return NNP_OK;
+}
+
+/* ---- props ---- */
+
+static int get_int(const json_t *o, const char *key, int64_t *v)
+{
+	const json_t *j = json_object_get(o, key);
+	if (!json_is_integer(j))
+		return nnp_err(NNP_EDATA, "props.sample.%s: %s", key, j ? "not an integer" : "missing");
+	*v = json_integer_value(j);
+	return NNP_OK;
+}
+
+static int get_array(const json_t *o, const char *key, size_t lo, size_t hi, const json_t **a)
+{
+	*a = json_object_get(o, key);
+	if (!json_is_array(*a) || json_array_size(*a) < lo || json_array_size(*a) > hi)
+		return nnp_err(NNP_EDATA, "props.sample.%s: %s", key,
+			       *a ? "not an array of the right length" : "missing");
+	return NNP_OK;
+}
+
+int nnp_aug_config_from_sample(const json_t *sample, struct nnp_aug_config *cfg, struct nnp_aug_sample *s)
+{
+	const json_t *fp, *rot, *mir, *d2 = json_object_get(sample, "dummy_2d");
+	int rc;
+	size_t i;
+	if (!json_is_object(sample))
+		return nnp_err(NNP_EDATA, "props.sample: %s", sample ? "not an object" : "missing");
+	if ((rc = get_int(sample, "iteration", &s->iteration)) || (rc = get_int(sample, "index", &s->index)) ||
+	    (rc = get_array(sample, "final_patch", 2, 3, &fp)) || (rc = get_array(sample, "rotation", 2, 2, &rot)) ||
+	    (rc = get_array(sample, "mirror_axes", 0, 3, &mir)))
+		return rc;
+	if (!json_is_boolean(d2))
+		return nnp_err(NNP_EDATA, "props.sample.dummy_2d: %s", d2 ? "not a boolean" : "missing");
+	s->nd = (int)json_array_size(fp);
+	cfg->two_d = s->nd == 2;
+	cfg->dummy_2d = json_is_true(d2);
+	if (cfg->two_d && cfg->dummy_2d)
+		return nnp_err(NNP_EDATA, "props.sample: dummy_2d with a 2D final_patch");
+	cfg->patch[0] = 1;
+	for (i = 0; i < json_array_size(fp); i++) {
+		const json_t *v = json_array_get(fp, i);
+		if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 1 << 20)
+			return nnp_err(NNP_EDATA, "props.sample.final_patch[%zu]: not a positive integer", i);
+		cfg->patch[i + 3 - s->nd] = json_integer_value(v);
+	}
+	for (i = 0; i < 2; i++) {
+		const json_t *v = json_array_get(rot, i);
+		if (!json_is_number(v))
+			return nnp_err(NNP_EDATA, "props.sample.rotation[%zu]: not a number", i);
+		cfg->rot[i] = json_number_value(v);
+	}
+	if (!(cfg->rot[0] <= cfg->rot[1]))
+		return nnp_err(NNP_EDATA, "props.sample.rotation: lower bound above the upper one");
+	memset(cfg->mirror_axes, 0, sizeof cfg->mirror_axes);
+	for (i = 0; i < json_array_size(mir); i++) {
+		const json_t *v = json_array_get(mir, i);
+		if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= s->nd)
+			return nnp_err(NNP_EDATA, "props.sample.mirror_axes[%zu]: not an axis below %d", i, s->nd);
+		cfg->mirror_axes[json_integer_value(v) + 3 - s->nd] = 1;
+	}
+	return NNP_OK;
+}
+
+/* Per-channel values (NaN = skipped -> null); n values per channel. */
+static json_t *per_channel(const double *v, int64_t c, int n, int skip_first)
+{
+	json_t *a = json_array();
+	for (int64_t i = 0; i < c; i++) {
+		if (isnan(v[i * n + (n == 3 && skip_first)])) {
+			json_array_append_new(a, json_null());
+		} else if (n == 1) {
+			json_array_append_new(a, json_real(v[i]));
+		} else {
+			json_t *s = json_array();
+			for (int k = skip_first; k < n; k++)
+				json_array_append_new(s, json_real(v[i * n + k]));
+			json_array_append_new(a, s);
+		}
+	}
+	return a;
+}
+
+static void applied_names(const struct nnp_aug_config *cfg, const struct nnp_aug_record *rec, json_t *a)
+{
+	if (cfg->dummy_2d)
+		json_array_append_new(a, json_string("convert_3d_to_2d"));
+	if (!(rec->applied & (1u << NNP_AUG_ROTATION | 1u << NNP_AUG_SCALING)))
+		json_array_append_new(a, json_string("center_crop"));
+	for (int i = 0; i < rec->napplied; i++)   /* rotation, scaling come first */
+		if (rec->order[i] <= NNP_AUG_SCALING)
+			json_array_append_new(a, json_string(nnp_aug_step_name(rec->order[i])));
+	if (cfg->dummy_2d)
+		json_array_append_new(a, json_string("convert_2d_to_3d"));
+	for (int i = 0; i < rec->napplied; i++)
+		if (rec->order[i] > NNP_AUG_SCALING)
+			json_array_append_new(a, json_string(nnp_aug_step_name(rec->order[i])));
+	json_array_append_new(a, json_string("remove_label"));
+}
+
+json_t *nnp_aug_record_json(const struct nnp_aug_config *cfg, const struct nnp_aug_sample *s,
+			    const struct nnp_aug_record *rec, uint32_t seed)
+{
+	json_t *o = json_object(), *a = json_array();
+	int rank = cfg->two_d || cfg->dummy_2d ? 2 : 3, skip = cfg->two_d;
+	if (!o || !a) {
+		json_decref(o), json_decref(a);
+		nnp_err(NNP_ENOMEM, "cannot allocate the augment props");
+		return NULL;
+	}
+	applied_names(cfg, rec, a);
+	json_object_set_new(o, "applied", a);
+	json_object_set_new(o, "seed", json_integer(seed));
+	if (rec->applied & (1u << NNP_AUG_ROTATION)) {
+		json_t *r = json_array();
+		for (int i = 3 - rank; i < 3; i++)
+			json_array_append_new(r, json_real(rec->angle[i]));
+		json_object_set_new(o, "rotation", r);
+	}
+	if (rec->applied & (1u << NNP_AUG_SCALING))
+		json_object_set_new(o, "scale", json_real(rec->scale));
+	if (rec->applied & (1u << NNP_AUG_NOISE))
+		json_object_set_new(o, "noise_sigma", json_real(rec->noise_sigma));
+	if (rec->applied & (1u << NNP_AUG_BLUR))
+		json_object_set_new(o, "blur_sigma", per_channel(rec->blur_sigma, rec->c, 3, skip));
+	static const struct { int step; const char *key; size_t off; } pc[] = {
+		{ NNP_AUG_BRIGHTNESS, "brightness", offsetof(struct nnp_aug_record, brightness) },
+		{ NNP_AUG_CONTRAST, "contrast", offsetof(struct nnp_aug_record, contrast) },
+		{ NNP_AUG_LOWRES, "lowres_scale", offsetof(struct nnp_aug_record, lowres) },
+		{ NNP_AUG_GAMMA_INV, "gamma_inverted", offsetof(struct nnp_aug_record, gamma_inv) },
+		{ NNP_AUG_GAMMA, "gamma", offsetof(struct nnp_aug_record, gamma) },
+	};
+	for (size_t i = 0; i < sizeof pc / sizeof *pc; i++)
+		if (rec->applied & (1u << pc[i].step))
+			json_object_set_new(o, pc[i].key,
+					    per_channel(*(double *const *)((const char *)rec + pc[i].off), rec->c, 1, 0));
+	if (rec->applied & (1u << NNP_AUG_MIRROR)) {
+		json_t *m = json_array();
+		for (int i = 0; i < 3; i++)
+			if (rec->mirrored[i])
+				json_array_append_new(m, json_integer(i - (3 - s->nd)));
+		json_object_set_new(o, "mirror_axes", m);
+	}
+	if (rec->applied & (1u << NNP_AUG_MASK)) {
+		json_t *m = json_array();
+		for (int64_t i = 0; i < rec->c; i++)
+			if (cfg->mask_ch[i])
+				json_array_append_new(m, json_integer(i));
+		json_object_set_new(o, "mask_channels", m);
+	}
+	return o;
 }

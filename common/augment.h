@@ -23,6 +23,7 @@
 #define NNP_AUGMENT_H
 
 #include <stdint.h>
+#include <jansson.h>
 #include "rng.h"
 
 struct nnp_patch {
@@ -143,5 +144,21 @@ int nnp_aug_check(const struct nnp_aug_config *cfg, const struct nnp_patch *p);
  * applied); the draws and decisions go to *rec (initialised by the call). */
 int nnp_aug_run(const struct nnp_aug_config *cfg, struct nnp_patch *p, struct nnp_aug_rng *r,
 		struct nnp_aug_record *rec);
+
+/* ---- the sample props of the stream (docs/augmentation.md) ---- */
+struct nnp_aug_sample {
+	int64_t iteration, index;
+	int nd;                /* entries of final_patch: 2 (2D configuration) or 3 */
+};
+/* props.sample -> the geometry part of cfg (patch, two_d, dummy_2d, rot,
+ * mirror_axes) and its iteration/index; cfg->probs and cfg->mask_ch are left
+ * alone.  NNP_EDATA naming the key when something is missing or wrong. */
+int nnp_aug_config_from_sample(const json_t *sample, struct nnp_aug_config *cfg, struct nnp_aug_sample *s);
+/* The "augment" props object: applied steps in order (with the dummy-2D
+ * conversions, center_crop or the affine, remove_label) and every drawn
+ * parameter.  New reference, NULL with NNP_ENOMEM.  Not thread-safe with
+ * respect to jansson's hash seeding: call it from one thread. */
+json_t *nnp_aug_record_json(const struct nnp_aug_config *cfg, const struct nnp_aug_sample *s,
+			    const struct nnp_aug_record *rec, uint32_t seed);
 
 #endif
