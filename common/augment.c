@@ -869,6 +869,7 @@ json_t *nnp_aug_record_json(const struct nnp_aug_config *cfg, const struct nnp_a
 {
 	json_t *o = json_object(), *a = json_array();
 	int rank = cfg->two_d || cfg->dummy_2d ? 2 : 3, skip = cfg->two_d;
+
 	if (!o || !a) {
 		json_decref(o), json_decref(a);
 		nnp_err(NNP_ENOMEM, "cannot allocate the augment props");
@@ -879,7 +880,7 @@ json_t *nnp_aug_record_json(const struct nnp_aug_config *cfg, const struct nnp_a
 	json_object_set_new(o, "seed", json_integer(seed));
 	if (rec->applied & (1u << NNP_AUG_ROTATION)) {
 		json_t *r = json_array();
-		for (int i = 3 - rank; i < 3; i++)
+		for (int i = rank == 2 ? 2 : 0; i < 3; i++)   /* rank 2 uses the last angle */
 			json_array_append_new(r, json_real(rec->angle[i]));
 		json_object_set_new(o, "rotation", r);
 	}

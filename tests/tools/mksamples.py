@@ -14,6 +14,9 @@ Usage: mksamples.py [options] -o OUT
   --seed S           numpy seed (default 0)
   --iteration I      iteration of the first batch (default 0)
   --batch B          batch_size (default 2): index = i % B, iteration += i // B
+  --margin M         label -1 on the first M x columns of every sample, image kept
+                     there (default: 0-2 columns, image zeroed)
+  --plain           integer-exact data (no sin/cos/normal): the same bytes everywhere
 Edits for bad-input tests: --image-dtype, --label-dtype, --drop-label, --drop-key KEY.
 """
 import argparse
@@ -46,6 +49,8 @@ def main():
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--image-dtype", default="<f4")
     ap.add_argument("--label-dtype", default="<i2")
+    ap.add_argument("--plain", action="store_true")
+    ap.add_argument("--margin", type=int, default=None)
     ap.add_argument("--drop-label", action="store_true")
     ap.add_argument("--drop-key", default=None)
     ap.add_argument("-o", required=True)
@@ -63,12 +68,17 @@ def main():
         lab = np.zeros(shape, np.int16)
         for k in range(1, a.labels):
             lab[r < 1.2 - k * 1.0 / a.labels] = k
-        m = rs.randint(0, 3)
+        m = rs.randint(0, 3) if a.margin is None else a.margin
         if m:
             lab[..., :m] = -1   # padded margin
-        img = np.stack([(np.sin(zz * 0.7 + ch) + np.cos(yy * 0.4) + 0.1 * xx + lab * 2.0 +
-                         rs.normal(0, 0.2, shape)) for ch in range(a.channels)]).astype(a.image_dtype)
-        img[:, lab < 0] = 0
+        if a.plain:
+            img = np.stack([((zz * 7 + yy * 3 + xx * 5 + ch) % 17) / 4.0 + lab
+                            for ch in range(a.channels)]).astype(a.image_dtype)
+        else:
+            img = np.stack([(np.sin(zz * 0.7 + ch) + np.cos(yy * 0.4) + 0.1 * xx + lab * 2.0 +
+                             rs.normal(0, 0.2, shape)) for ch in range(a.channels)]).astype(a.image_dtype)
+        if a.margin is None:
+            img[:, lab < 0] = 0
         sample = {"iteration": a.iteration + i // a.batch, "index": i % a.batch, "batch_size": a.batch,
                   "case": "case_%03d" % (i % 3), "forced_fg": bool(i % a.batch == a.batch - 1),
                   "box": [[0, n] for n in shape], "final_patch": final, "config": "test",
