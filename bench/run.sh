@@ -68,6 +68,8 @@ bench_augment() {
 	t_augsp=$(best "'$BIN/nnp-augment' --seed 1 -j 1 --only rotation,scaling '$S' > /dev/null")
 	t_augnone=$(best "'$BIN/nnp-augment' -j 1 --none '$S' > /dev/null")
 	sps() { echo "scale=1; $N / $1" | bc -l; }
+	t_aug1=$(printf %.2f "$t_aug1") t_aug2=$(printf %.2f "$t_aug2")
+	t_augsp=$(printf %.2f "$t_augsp") t_augnone=$(printf %.2f "$t_augnone")
 	augment_rows="| default pipeline, 1 thread | $t_aug1 | $(sps "$t_aug1") |
 | default pipeline, 2 threads | $t_aug2 | $(sps "$t_aug2") |
 | rotation + scaling on every sample (worst case), 1 thread | $t_augsp | $(sps "$t_augsp") |

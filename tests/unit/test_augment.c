@@ -96,14 +96,34 @@ static void test_probabilities(void **state)
 	const int64_t n[3] = { 7, 8, 9 }, patch[3] = { 4, 5, 6 };
 	struct nnp_aug_config cfg;
 	long fired[NNP_AUG_NSTEPS] = { 0 }, blur_ch = 0, blur_n = 0, low_ch = 0, low_n = 0, mir[3] = { 0 };
+	long untouched = 0, touched = 0;
 	default_config(&cfg, patch);
 	for (int s = 0; s < N; s++) {
-		struct nnp_patch p;
+		struct nnp_patch p, crop;
 		struct nnp_aug_rng r;
 		struct nnp_aug_record rec;
 		random_patch(&p, C, n, 4, 1000u + (uint32_t)s);
+		assert_int_equal(nnp_aug_spatial(&p, 3, patch, NULL, &crop), NNP_OK);
 		nnp_aug_rng_seed(&r, nnp_aug_sample_seed(7, 0, s));
 		assert_int_equal(nnp_aug_run(&cfg, &p, &r, &rec), NNP_OK);
+		/* the record tells the truth: nothing recorded = the plain crop;
+		 * exactly one intensity/spatial step recorded = the image changed */
+		int same = !memcmp(p.img, crop.img, sizeof(float) * C * 120);
+		unsigned steps = rec.applied & ~(1u << NNP_AUG_MIRROR);
+		int none_ch = 1;   /* blur / lowres fired but chose no channel */
+		for (int64_t c = 0; c < C; c++) {   /* (lowres near 1 keeps a small patch's shape: a no-op) */
+			int lowres_op = 0;
+			for (int a = 0; a < 3 && !isnan(rec.lowres[c]); a++)
+				lowres_op |= nearbyint((double)patch[a] * rec.lowres[c]) != (double)patch[a];
+			none_ch &= isnan(rec.blur_sigma[3 * c]) && !lowres_op;
+		}
+		if (steps & (1u << NNP_AUG_BLUR | 1u << NNP_AUG_LOWRES) && none_ch)
+			steps = 0;
+		if (!rec.applied)
+			assert_true(same), untouched++;
+		else if (!(steps & (steps - 1)) && steps)
+			{ if (same) fail_msg("sample %d: only %s recorded, image unchanged", s, nnp_aug_step_name(__builtin_ctz(steps))); touched++; }
+		nnp_patch_release(&crop);
 		assert_true(p.n[0] == 4 && p.n[1] == 5 && p.n[2] == 6);
 		for (int64_t i = 0; i < nnp_patch_nvox(&p); i++)
 			assert_true(p.seg[i] >= 0 && p.seg[i] <= 2);
@@ -132,6 +152,9 @@ static void test_probabilities(void **state)
 	assert_binomial("lowres/ch", low_ch, low_n, 0.5);
 	for (int a = 0; a < 3; a++)
 		assert_binomial("mirror/axis", mir[a], N, 0.5);
+	printf("# %ld samples with nothing recorded were untouched, %ld with one step were changed\n",
+	       untouched, touched);
+	assert_true(untouched > 20 && touched > 400);   /* about 39 and 580 expected */
 }
 
 static void test_mirror_twice(void **state)
