@@ -160,7 +160,7 @@ static void centre_crop(const struct nnp_patch *in, int rank, struct nnp_patch *
 
 /* Up to 8 interpolation corners of one sample position. */
 struct corners {
-	int n;
+	int n, full;   /* corners inside / all corners (8 or 4) */
 	int64_t off[8];
 	double w[8];
 };
@@ -177,6 +177,7 @@ static void make_corners(const int64_t *S, int a0, const double *q, struct corne
 		t[a] = q[a] - f;
 	}
 	cs->n = 0;
+	cs->full = 1 << na;
 	for (int m = 0; m < (1 << na); m++) {
 		int64_t idx[3] = { i0[0], i0[1], i0[2] };
 		double w = 1;
@@ -200,7 +201,13 @@ static void make_corners(const int64_t *S, int a0, const double *q, struct corne
 static int16_t seg_at(const int16_t *seg, const struct corners *cs, int16_t lowest)
 {
 	int16_t lab[8];
-	int nl = 0;
+	int nl = 0, same = cs->n > 0;
+	for (int i = 1; i < cs->n; i++)
+		same &= seg[cs->off[i]] == seg[cs->off[0]];
+	/* All corners inside and equal: that label is the only one with weight
+	 * (sum 1 -> 1000), so it wins (fast path for the common case). */
+	if (same && cs->n == cs->full)
+		return seg[cs->off[0]];
 	for (int i = 0; i < cs->n; i++) {
 		int16_t v = seg[cs->off[i]];
 		int j = 0;
