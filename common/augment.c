@@ -876,7 +876,6 @@ json_t *nnp_aug_record_json(const struct nnp_aug_config *cfg, const struct nnp_a
 {
 	json_t *o = json_object(), *a = json_array();
 	int rank = cfg->two_d || cfg->dummy_2d ? 2 : 3, skip = cfg->two_d;
-
 	if (!o || !a) {
 		json_decref(o), json_decref(a);
 		nnp_err(NNP_ENOMEM, "cannot allocate the augment props");
