@@ -30,7 +30,7 @@ endif
 OPT ?= -O3 -g
 CPPFLAGS += -D_GNU_SOURCE -Icommon -I/usr/include/nifti
 CFLAGS += -std=c11 $(OPT) $(WARN) -fopenmp -fPIC
-LDLIBS += -lnifti2 -lznz -lmsgpackc -ljansson -lzip -ldnnl -lnettle -lz -lm -ldl -fopenmp
+LDLIBS += -lnifti2 -lznz -lmsgpackc -ljansson -lzip -ldnnl -lnettle -lpng -lz -lm -ldl -fopenmp
 
 ifeq ($(SAN),1)
   CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -101,7 +101,7 @@ $(BUILD)/unit/%: tests/unit/%.c $(LIB) | $(BUILD)/unit
 $(BUILD)/common $(BUILD)/cuda $(BUILD)/tools $(BUILD)/unit $(BIN):
 	mkdir -p $@
 
-DEB_PKGS := build-essential libnifti2-dev libmsgpack-dev libjansson-dev libzip-dev libdnnl-dev nettle-dev zlib1g-dev \
+DEB_PKGS := build-essential libnifti2-dev libmsgpack-dev libjansson-dev libzip-dev libdnnl-dev nettle-dev libpng-dev zlib1g-dev \
             libcmocka-dev parallel python3 python3-msgpack python3-numpy python3-nibabel \
             clang libclang-rt-14-dev time bc
 deps:

@@ -54,6 +54,39 @@ Goal: <= 1 s and <= 1 GB on 2 cores. The input (865 MB) is streamed: two input
 slices, the row buffers and the uint8 output volume (20 MB) are held.
 MD
 }
+# ---- augment (goal >= 6 samples/s per core) ----
+# 901's 3d_fullres final patch 48x128x112: the sampler's enlarged patch by the
+# §7.3 rule (+-30 deg, /0.85) is 124x196x142; 1 channel, 16 samples through
+# the default pipeline on 1 and 2 threads.  'bench/run.sh augment' runs only this.
+bench_augment() {
+	local S=$OUT/samples901.nnp N=16
+	[ -f "$S" ] || "${PYTHON:-/usr/bin/python3}" "$ROOT/tests/tools/mksamples.py" -n $N --shape 124,196,142 \
+		--final 48,128,112 --seed 1 -o "$S"
+	cat "$S" > /dev/null
+	t_aug1=$(best "'$BIN/nnp-augment' --seed 1 -j 1 '$S' > /dev/null")
+	t_aug2=$(best "'$BIN/nnp-augment' --seed 1 -j 2 '$S' > /dev/null")
+	t_augsp=$(best "'$BIN/nnp-augment' --seed 1 -j 1 --only rotation,scaling '$S' > /dev/null")
+	t_augnone=$(best "'$BIN/nnp-augment' -j 1 --none '$S' > /dev/null")
+	sps() { echo "scale=1; $N / $1" | bc -l; }
+	t_aug1=$(printf %.2f "$t_aug1") t_aug2=$(printf %.2f "$t_aug2")
+	t_augsp=$(printf %.2f "$t_augsp") t_augnone=$(printf %.2f "$t_augnone")
+	augment_rows="| default pipeline, 1 thread | $t_aug1 | $(sps "$t_aug1") |
+| default pipeline, 2 threads | $t_aug2 | $(sps "$t_aug2") |
+| rotation + scaling on every sample (worst case), 1 thread | $t_augsp | $(sps "$t_augsp") |
+| \`--none\` (read, centre crop, write), 1 thread | $t_augnone | $(sps "$t_augnone") |"
+}
+augment_md() {
+	cat <<MD
+## Augmentation (\`nnp augment\`, 16 samples 124×196×142 → 48×128×112, 1 channel)
+
+| run | wall [s] | samples/s |
+|---|---:|---:|
+$augment_rows
+
+Goal: >= 6 samples/s per core. Reading the 16 enlarged samples (331 MB of frames)
+is included.
+MD
+}
 # ---- inference (nnU-Net anchors: ../shared/nnunet-timings.md, full-size networks, 2 threads) ----
 # One forward pass of the full-size 3d_fullres networks (random He weights: the
 # time does not depend on them), nnp predict of sph_101 end to end with a
@@ -170,6 +203,11 @@ if [ "${1:-}" = inference ]; then
 	inference_md
 	exit 0
 fi
+if [ "${1:-}" = augment ]; then
+	bench_augment
+	augment_md
+	exit 0
+fi
 if [ "${1:-}" = export ]; then
 	bench_export
 	export_md
@@ -249,6 +287,7 @@ rm -f "$OUT"/s[0-2].nnp
 bench_export
 bench_inference
 bench_sample
+bench_augment
 
 mbs() { echo "scale=0; $MB / $1" | bc -l; }
 pct() { echo "scale=0; 100 * $1 / $2" | bc -l; }
@@ -316,5 +355,6 @@ $(export_md)
 $(inference_md)
 
 $(sample_md)
+$(augment_md)
 MD
 cat "$REPORT"
