@@ -181,6 +181,15 @@ bench_sample() {
 	t_sample=$t
 	sample_rate=$(echo "scale=0; $n * $b / $t" | bc -l)
 	sample_n=$((n * b))
+	# the whole training stream, 1 and 2 processes side by side (fan-in of workers)
+	local P=$S/pre/Dataset901_Spheres k=20
+	pipe() { "$BIN/nnp-sample" --preprocessed "$P" -c 3d_fullres --fold all -n $k --seed "$1" |
+		NNP_THREADS=1 "$BIN/nnp-augment" -j 1 --seed "$1" > /dev/null; }
+	t_stream1=$(REPS=1 best "$(declare -f pipe); BIN='$BIN' P='$P' k=$k pipe 1")
+	t_stream2=$(REPS=1 best "$(declare -f pipe); BIN='$BIN' P='$P' k=$k; pipe 1 & pipe 2 & wait")
+	stream1=$(echo "scale=1; $k * $b / $t_stream1" | bc -l)
+	stream2=$(echo "scale=1; 2 * $k * $b / $t_stream2" | bc -l)
+	stream_n1=$((k * b)) stream_n2=$((2 * k * b))
 }
 sample_md() {
 	cat <<MD
@@ -189,7 +198,10 @@ sample_md() {
 | task | samples | wall [s] | samples/s |
 |---|---:|---:|---:|
 | 901 3d_fullres train patches ($sample_patch float32 + int16 label), fold all | $sample_n | $(printf %.2f "$t_sample") | $sample_rate |
+| \`nnp sample \| nnp augment -j 1\` (full pipeline, final 48×128×112), 1 process pair | $stream_n1 | $(printf %.2f "$t_stream1") | $stream1 |
+| same, 2 process pairs in parallel (2 cores) | $stream_n2 | $(printf %.2f "$t_stream2") | $stream2 |
 
+Goal (issue #6): >= 6 samples/s per core with the full pipeline.
 Each sample reads only its box from the case file (casefile.h) and writes two frames.
 MD
 }

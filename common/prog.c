@@ -291,7 +291,7 @@ int nnp_threads(void)
 	return prog.threads > 0 ? prog.threads : 1;
 }
 
-static double now_s(void)
+double nnp_now(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -323,7 +323,7 @@ void nnp_progress_add(struct nnp_progress *p, long long n)
 	p->done += n;
 	if (!p->active)
 		return;
-	t = now_s();
+	t = nnp_now();
 	if (t - p->last < 0.1 && p->done < p->total)
 		return;
 	p->last = t;

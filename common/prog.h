@@ -63,6 +63,8 @@ long long nnp_parse_ll(const char *opt, const char *s, long long lo, long long h
 double nnp_parse_double(const char *opt, const char *s);
 /* "123", "512K", "8M", "2.5G", "1T" (powers of 1024) -> bytes. */
 unsigned long long nnp_parse_size(const char *opt, const char *s);
+/* Monotonic clock in seconds. */
+double nnp_now(void);
 /* Physical memory in bytes (0 if unknown). */
 unsigned long long nnp_phys_mem(void);
 

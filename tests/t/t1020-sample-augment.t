@@ -49,4 +49,15 @@ test_expect_success 'validation stream: --split val | augment --none keeps the f
 	nnp sample --preprocessed "$P" -c 3d_fullres --fold 0 --split val -n 1 --seed 1 | nnp augment --none >v.nnp &&
 	nnp info -H v.nnp | grep -m1 shape | grep -q "1 x 56 x 112 x 112"
 '
+test_expect_success 'nnp info --batches summarises a sample stream' '
+	nnp sample --preprocessed "$P" -c 3d_fullres --fold 0 -n 3 --seed 4 | nnp augment --seed 9 | nnp info --batches >b.txt &&
+	cat b.txt &&
+	grep -q "^samples 6 in 3 batches (batch size 2), patch 1 x 56 x 112 x 112$" b.txt &&
+	grep -q "^forced foreground 3 (50.0 %)" b.txt &&
+	! grep -q "label values:.* -1 " b.txt &&
+	nnp sample --preprocessed "$P" -c 3d_fullres --fold 0 -n 1 --seed 4 | nnp info --batches --json >b.json &&
+	"$PYTHON" -c "import json; d = json.load(open(\"b.json\")); assert d[\"samples\"] == 2 and d[\"batches\"] == 1, d" &&
+	nnp read "$T_FIXTURES/raw/Dataset901_Spheres/imagesTr/sph_000_0000.nii.gz" >plain.nnp &&
+	t_code 1 nnp info --batches plain.nnp && grep -q "not a training sample stream" stderr
+'
 done_testing
