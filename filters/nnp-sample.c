@@ -32,7 +32,8 @@ static const struct nnp_proginfo info = {
 		"      --preprocessed DIR    the preprocessed dataset folder itself\n"
 		"  -c, --configuration NAME  e.g. 3d_fullres, 2d\n"
 		"  -p, --plans NAME          plans identifier (default nnUNetPlans)\n"
-		"  -f, --fold F              fold of splits_final.json, or 'all' (every case)\n"
+		"  -f, --fold F              fold of splits_final.json, or 'all' (every case); a fold\n"
+		"                            beyond the file: nnU-Net's seeded random 80:20 split\n"
 		"      --split train|val     which list of the fold (default train)\n"
 		"      --seed S              RandomState seed, 0..4294967295 (default 0)\n"
 		"  -n, --iterations N        batches to emit (default: endless)\n"
@@ -178,6 +179,44 @@ out:
 	return rc ? nnp_err_ctx(rc, "'%s'", path) : NNP_OK;
 }
 
+/* nnU-Net's trainer for a fold beyond splits_final.json: a seeded random
+ * 80:20 split of all (sorted) cases, RandomState(12345 + fold). */
+static int random_fold(const struct cmdline *cl, struct ctx *x, size_t k)
+{
+	const char *base = strrchr(x->data, '/') + 1;
+	char **all = NULL;
+	size_t n = 0, *pick, npick;
+	struct nnp_fold f = { 0 };
+	int rc;
+	if ((rc = nnp_preprocessed_ids(x->dir, base, &all, &n, NULL, 0)))
+		return rc;
+	if (!n) {
+		free(all);
+		return nnp_err(NNP_EDATA, "'%s': no case files", x->data);
+	}
+	if ((rc = nnp_split_random(n, (uint32_t)(12345 + k), &f)))
+		goto out;
+	pick = strcmp(cl->split, "val") ? f.train : f.val;
+	npick = strcmp(cl->split, "val") ? f.ntrain : f.nval;
+	if (!(x->ids = calloc(npick ? npick : 1, sizeof *x->ids))) {
+		rc = nnp_err(NNP_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (x->n = 0; x->n < npick; x->n++)
+		if (!(x->ids[x->n] = nnp_strdup(all[pick[x->n]]))) {
+			rc = NNP_ENOMEM;
+			goto out;
+		}
+	rc = npick ? nnp_ids_sort(x->ids, x->n) : nnp_err(NNP_EDATA, "fold %zu: the random split's %s list is empty", k,
+							 cl->split);
+out:
+	nnp_fold_release(&f);
+	for (size_t i = 0; i < n; i++)
+		free(all[i]);
+	free(all);
+	return rc;
+}
+
 static int ids_of_fold(const struct cmdline *cl, struct ctx *x)
 {
 	char path[PATH_MAX];
@@ -196,9 +235,8 @@ static int ids_of_fold(const struct cmdline *cl, struct ctx *x)
 		return rc;
 	k = (size_t)cl->fold;
 	if (k >= json_array_size(splits)) {
-		rc = nnp_err(NNP_EDATA, "'%s': fold %zu requested but the file has %zu folds (0..%zu)", path, k,
-			     json_array_size(splits), json_array_size(splits) - 1);
-		goto out;
+		json_decref(splits);
+		return random_fold(cl, x, k);
 	}
 	fold = json_array_get(splits, k);
 	list = json_object_get(fold, cl->split);

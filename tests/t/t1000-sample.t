@@ -60,12 +60,25 @@ test_expect_success 'bad input -> 1 with the problem named' '
 	mkdir -p nosplit && cp $P/nnUNetPlans.json nosplit/ &&
 	t_code 1 nnp sample --preprocessed nosplit -c 3d_fullres --fold 0 -n 1 &&
 	t_err_line nnp-sample splits_final.json &&
-	t_code 1 smp -c 3d_fullres --fold 2 -n 1 && t_err_line nnp-sample "fold 2" "2 folds" &&
 	t_code 1 smp -c 3d_lowres --fold 0 -n 1 && t_err_line nnp-sample 3d_lowres &&
 	mv $P/nnUNetPlans_3d_fullres/sph_007.nnp sph_007.nnp &&
 	rc=0; t_code 1 smp -c 3d_fullres --fold 1 -n 1 || rc=1
 	mv sph_007.nnp $P/nnUNetPlans_3d_fullres/ && test $rc = 0 &&
 	t_err_line nnp-sample sph_007.nnp
+'
+test_expect_success 'a fold beyond splits_final.json: the seeded random 80:20 split of nnU-Net' '
+	for split in train val; do
+		smp -c 3d_fullres --fold 5 --split $split -n 30 --seed 3 >r.nnp &&
+		nnp info --json -H r.nnp | "$PYTHON" -c "
+import json, sys
+import numpy as np
+ids = sorted([\"sph_000\", \"sph_004\", \"sph_005\", \"sph_007\"])
+tr = np.random.RandomState(12350).choice(len(ids), int(len(ids) * 0.8), replace=False)
+want = set(ids[i] for i in tr) if \"$split\" == \"train\" else set(ids) - set(ids[i] for i in tr)
+got = set(json.loads(l)[\"case\"] for l in sys.stdin)
+assert got <= want and len(got) == len(want), (got, want)
+" || return 1
+	done
 '
 test_expect_success 'usage errors -> 2' '
 	t_code 2 smp -c 3d_fullres -n 1 && t_err_line nnp-sample "--fold" &&
