@@ -764,7 +764,7 @@ int nnp_aug_run(const struct nnp_aug_config *cfg, struct nnp_patch *p, struct nn
 	run_mirror(cfg, p, r, rec);
 	if (cfg->mask_ch && decide(r, pr->p[NNP_AUG_MASK])) {
 		mark(rec, NNP_AUG_MASK);
-		for (int64_t c = 0; c < p->c; c++)
+		for (int64_t c = 0; c < p->c && c < cfg->n_mask; c++)
 			if (cfg->mask_ch[c])
 				nnp_aug_mask(p, c);
 	}
@@ -916,7 +916,7 @@ json_t *nnp_aug_record_json(const struct nnp_aug_config *cfg, const struct nnp_a
 	}
 	if (rec->applied & (1u << NNP_AUG_MASK)) {
 		json_t *m = json_array();
-		for (int64_t i = 0; i < rec->c; i++)
+		for (int64_t i = 0; i < rec->c && i < cfg->n_mask; i++)
 			if (cfg->mask_ch[i])
 				json_array_append_new(m, json_integer(i));
 		json_object_set_new(o, "mask_channels", m);

@@ -118,7 +118,8 @@ struct nnp_aug_config {
 	int dummy_2d;
 	double rot[2];         /* rotation range (radians) */
 	int mirror_axes[3];    /* allowed, in patch axes */
-	const unsigned char *mask_ch;   /* NULL or c flags: MaskImage channels */
+	const unsigned char *mask_ch;   /* NULL or n_mask flags: MaskImage channels */
+	int64_t n_mask;                 /* entries of mask_ch (channels beyond: not masked) */
 	struct nnp_aug_probs probs;
 };
 

@@ -180,6 +180,7 @@ static int item_setup(struct item *it, const struct cmdline *cl)
 	else
 		nnp_aug_probs_default(&it->cfg.probs);
 	it->cfg.mask_ch = cl->mask_ch;
+	it->cfg.n_mask = cl->n_mask;
 	it->seed = nnp_aug_sample_seed(cl->seed, it->s.iteration, it->s.index);
 	return NNP_OK;
 }

@@ -327,6 +327,7 @@ static void run_only(unsigned mask, uint32_t seed, struct nnp_patch *out)
 	unsigned char mask_ch[2] = { 1, 0 };
 	default_config(&cfg, patch);
 	cfg.mask_ch = mask_ch;
+	cfg.n_mask = 2;
 	nnp_aug_probs_only(&cfg.probs, mask);
 	random_patch(out, 2, n, 3, 99);
 	nnp_aug_rng_seed(&r, seed);
