@@ -341,10 +341,11 @@ NNP_VECTOR_CLONES
 static void argmax_step(const float *restrict r, float *restrict best, int32_t *restrict lab, int32_t c,
 			int64_t nx)
 {
-	for (int64_t x = 0; x < nx; x++) {
-		int gt = r[x] > best[x];
-		best[x] = gt ? r[x] : best[x];
-		lab[x] = gt ? c : lab[x];
+	for (int64_t x = 0; x < nx; x++) { /* branch-free selects: loads, max, blend, stores */
+		const float v = r[x], b0 = best[x];
+		const int32_t l0 = lab[x], m = -(int32_t)(v > b0);
+		best[x] = v > b0 ? v : b0;
+		lab[x] = (c & m) | (l0 & ~m);
 	}
 }
 
