@@ -1065,8 +1065,7 @@ static int forward(struct nnp_engine *e, int n, const int64_t *spatial, const fl
 
 #ifdef NNP_HAVE_CUDA
 	if (e->cuda)
-		return features ? nnp_err(NNP_EUSAGE, "network: feature outputs are not implemented on CUDA")
-				: nnp_cuda_engine_forward(e->cuda, n, spatial, in, out);
+		return nnp_cuda_engine_forward(e->cuda, n, spatial, in, out, features);
 #endif
 	if (n < 1)
 		return nnp_err(NNP_EUSAGE, "network: batch size %d", n);
@@ -1113,8 +1112,8 @@ int nnp_engine_forward_features(struct nnp_engine *e, int n, const int64_t *spat
 int nnp_engine_head(const struct nnp_engine *e, int *features, int *classes, const float **w, const float **b)
 {
 	int h = head_op(&e->g);
-	if (h < 0 || !e->w)
-		return nnp_err(NNP_EUSAGE, "network: the segmentation head is not available on this backend");
+	if (h < 0)
+		return nnp_err(NNP_EINTERNAL, "network: no segmentation head");
 	*features = e->g.tensors[e->g.ops[h].in].channels;
 	*classes = e->g.tensors[e->g.out].channels;
 	*w = e->w[h].w;
@@ -1137,16 +1136,6 @@ int nnp_engine_create(const struct nnp_net_graph *g, const struct nnp_param_src 
 #endif
 	if (!(e = calloc(1, sizeof *e)))
 		return nnp_err(NNP_ENOMEM, "network: out of memory");
-#ifdef NNP_HAVE_CUDA
-	if (o && o->device >= 0) {
-		if ((rc = nnp_cuda_engine_create(g, params, o, &e->cuda))) {
-			free(e);
-			return rc;
-		}
-		*out = e;
-		return NNP_OK;
-	}
-#endif
 	e->prec = o ? o->prec : NNP_PREC_FP32;
 	e->block = cpu_block();
 	e->nxc = e->prec == NNP_PREC_BF16;
@@ -1163,6 +1152,18 @@ int nnp_engine_create(const struct nnp_net_graph *g, const struct nnp_param_src 
 	memcpy(e->g.tensors, g->tensors, (size_t)g->ntensors * sizeof *g->tensors);
 	for (int i = 0; i < g->nops && !rc; i++)
 		rc = load_op(g, &g->ops[i], params, &e->w[i]);
+#ifdef NNP_HAVE_CUDA
+	/* a CUDA engine: the graph and host weights (the heads, nnp_engine_head)
+	   stay here, the network runs on the device */
+	if (!rc && o && o->device >= 0) {
+		if (!(rc = nnp_cuda_engine_create(g, params, o, &e->cuda))) {
+			*out = e;
+			return NNP_OK;
+		}
+		nnp_engine_free(e);
+		return rc;
+	}
+#endif
 	if (!rc && e->prec == NNP_PREC_BF16 && dnnl_get_effective_cpu_isa() < dnnl_cpu_isa_avx512_core_bf16)
 		rc = nnp_err(NNP_EUSAGE, "bf16: this CPU has no AVX-512 BF16 (use fp32)");
 	if (!rc && dnnl_engine_create(&e->eng, dnnl_cpu, 0) != dnnl_success)

@@ -35,8 +35,10 @@ struct nnp_cuda_engine;
 
 int nnp_cuda_engine_create(const struct nnp_net_graph *g, const struct nnp_param_src *params,
 			   const struct nnp_engine_opts *o, struct nnp_cuda_engine **out);
+/* features: stop before the full-resolution segmentation head and return its
+ * input (n x F x spatial), as nnp_engine_forward_features. */
 int nnp_cuda_engine_forward(struct nnp_cuda_engine *e, int n, const int64_t *spatial, const float *host_in,
-			    float *host_out);
+			    float *host_out, int features);
 void nnp_cuda_engine_free(struct nnp_cuda_engine *e);
 
 #ifdef __cplusplus

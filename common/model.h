@@ -2,7 +2,7 @@
  * networks of its folds, ready to run (nnunet-facts §9.1).
  *
  * A model is read from an nnU-Net results folder
- * ($nnUNet_results/DatasetXXX/TRAINER__PLANS__CONFIG: plans.json,
+ * ($nnUNet_results/Dataset<id>_<name>/TRAINER__PLANS__CONFIG: plans.json,
  * dataset.json, fold_N/checkpoint_final.pth) through the restricted
  * checkpoint reader (pth.h): every tensor the architecture needs must be
  * present with exactly the shape the plans imply, else NNP_EDATA naming the
@@ -68,7 +68,7 @@ int nnp_model_is_file(const char *path);
 void nnp_model_free(struct nnp_model *m);
 
 /* The results folder of (dataset, trainer, plans, configuration):
- * $nnUNet_results/DatasetXXX_Name/TRAINER__PLANS__CONFIG (dataset as a
+ * $nnUNet_results/Dataset<id>_<name>/TRAINER__PLANS__CONFIG (dataset as a
  * folder, Dataset901_X or 901).  NNP_EUSAGE / NNP_EDATA with a message. */
 int nnp_model_resolve(const char *dataset, const char *trainer, const char *plans, const char *config, char *out,
 		      size_t outlen);

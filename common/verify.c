@@ -858,7 +858,7 @@ static int check_json(struct ds *d, struct flist *l, int *fatal)
 struct vcase {
 	char *id;
 	char **images;        /* existing channel files, channel order */
-	int *chnum;           /* their _XXXX numbers (folder mode), else NULL */
+	int *chnum;           /* their 4-digit channel numbers (folder mode), else NULL */
 	size_t nimages;
 	char *label;          /* existing label file, NULL if none */
 	struct flist f;       /* this case's findings */
@@ -1188,7 +1188,7 @@ static int free_channel(const struct vcase *c)
 	return k;
 }
 
-/* A file in imagesTr that ends with file_ending but is not CASE_XXXX:
+/* A file in imagesTr that ends with file_ending but has no 4-digit channel suffix:
  * either the suffix has the wrong number of digits ("case_001_001") or
  * there is none ("case_001", a case id or the name of a label file). */
 static void misnamed_image(const struct ds *d, struct cases *cs, struct flist *l, const char *dir,

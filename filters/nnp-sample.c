@@ -28,7 +28,7 @@ static const struct nnp_proginfo info = {
 	.usage = "  nnp sample -d DATASET -c CONFIGURATION --fold F [options]\n"
 		 "  nnp sample --preprocessed DIR -c CONFIGURATION --fold F [options]",
 	.options =
-		"  -d, --dataset D           preprocessed dataset: DatasetXXX_Name or id in $nnUNet_preprocessed\n"
+		"  -d, --dataset D           preprocessed dataset: Dataset<id>_<name> or id in $nnUNet_preprocessed\n"
 		"      --preprocessed DIR    the preprocessed dataset folder itself\n"
 		"  -c, --configuration NAME  e.g. 3d_fullres, 2d\n"
 		"  -p, --plans NAME          plans identifier (default nnUNetPlans)\n"

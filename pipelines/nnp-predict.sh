@@ -18,7 +18,7 @@ Usage:
   nnp predict -i INPUT_DIR -o OUTPUT_DIR -d DATASET -c CONFIGURATION [-tr T] [-p P] [options]
 
 Options:
-  -i DIR                 images named CASE_XXXX<file_ending> (channels by suffix)
+  -i DIR                 images CASE_0000<file_ending>, CASE_0001... (4-digit channel suffix)
   -o DIR                 output: CASE<file_ending> segmentations (+ CASE_probabilities),
                          dataset.json, plans.json, predict_args.json
   -m DIR                 an nnU-Net results folder (TRAINER__PLANS__CONFIG)
@@ -96,7 +96,7 @@ elif [ -n "$DATASET" ] && [ -n "$CONFIG" ]; then
 	case $DATASET in
 	*/*) ds=("$DATASET") ;;
 	Dataset*) ds=("$nnUNet_results/$DATASET") ;;
-	*[!0-9]*) usage_die "-d: want a dataset id, a DatasetXXX_Name or a folder, not '$DATASET'" ;;
+	*[!0-9]*) usage_die "-d: want a dataset id, a Dataset<id>_<name> or a folder, not '$DATASET'" ;;
 	*) ds=("$nnUNet_results"/Dataset"$(printf %03d "$((10#$DATASET))")"_*) ;;
 	esac
 	[ ${#ds[@]} -eq 1 ] && [ -d "${ds[0]}" ] || die "dataset '$DATASET' not found in \$nnUNet_results"
@@ -134,11 +134,11 @@ read -r ENDING NCH < <(/usr/bin/env python3 -c 'import json,sys
 d = json.load(open(sys.argv[1])); print(d["file_ending"], len(d.get("channel_names", d.get("modality", {}))))' \
 	"$MD/dataset.json" 2>/dev/null) || die "'$MD/dataset.json': cannot read file_ending/channel_names"
 
-# cases: CASE_XXXX<ending>, grouped, sorted (nnU-Net's rule: id = name minus ending minus 5)
+# cases: CASE_<4 digits><ending>, grouped, sorted (nnU-Net's rule: id = name minus ending minus 5)
 declare -A CH
 for f in "$IN"/*"$ENDING"; do
 	b=$(basename "$f" "$ENDING")
-	[ ${#b} -gt 5 ] && [[ ${b: -5} =~ ^_[0-9]{4}$ ]] || die "'$f': not named CASE_XXXX$ENDING"
+	[ ${#b} -gt 5 ] && [[ ${b: -5} =~ ^_[0-9]{4}$ ]] || die "'$f': not named CASE_<4-digit channel>$ENDING"
 	id=${b:0:${#b}-5}
 	CH[$id]=$(( ${CH[$id]:-0} + 1 ))
 done

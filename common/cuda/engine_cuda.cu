@@ -769,10 +769,17 @@ static const char *op_name(enum nnp_op_kind k)
 }
 
 extern "C" int nnp_cuda_engine_forward(struct nnp_cuda_engine *e, int n, const int64_t *spatial, const float *host_in,
-				       float *host_out)
+				       float *host_out, int features)
 {
 	struct cplan *p = &e->plan;
-	int rc, same = p->valid && p->n == n;
+	int rc, same = p->valid && p->n == n, head = -1, res;
+
+	for (int i = 0; i < e->g.nops; i++)
+		if (e->g.ops[i].out == e->g.out)
+			head = i;
+	if (head < 0)
+		return nnp_err(NNP_EINTERNAL, "network: no segmentation head");
+	res = features ? e->g.ops[head].in : e->g.out; /* the tensor handed back */
 
 	if (n < 1)
 		return nnp_err(NNP_EUSAGE, "network: batch size %d", n);
@@ -787,6 +794,8 @@ extern "C" int nnp_cuda_engine_forward(struct nnp_cuda_engine *e, int n, const i
 	   "cannot copy the input to the GPU");
 	for (int i = 0; i < e->g.nops; i++) {
 		double t0 = e->profile ? now() : 0;
+		if (features && i == head)
+			continue;
 		if ((rc = run_op(e, i)))
 			return rc;
 		if (e->profile) {
@@ -795,9 +804,9 @@ extern "C" int nnp_cuda_engine_forward(struct nnp_cuda_engine *e, int n, const i
 				e->g.ops[i].w, 1e3 * (now() - t0));
 		}
 	}
-	CU(cudaMemcpyAsync(host_out, p->t[e->g.out], (size_t)p->telems[e->g.out] * sizeof(float),
-			   cudaMemcpyDeviceToHost, e->stream),
-	   "cannot copy the logits from the GPU");
+	CU(cudaMemcpyAsync(host_out, p->t[res], (size_t)p->telems[res] * sizeof(float), cudaMemcpyDeviceToHost,
+			   e->stream),
+	   "cannot copy the result from the GPU");
 	/* everything ran on e->stream: when this returns the result is in host_out */
 	CU(cudaStreamSynchronize(e->stream), "network forward on the GPU");
 	CU(cudaGetLastError(), "network forward on the GPU");

@@ -158,6 +158,44 @@ static void test_batch(void **state)
 	nnp_model_free(m);
 }
 
+/* The network without its head, then the head (1x1 conv) applied by hand,
+ * gives the logits: what feature accumulation in predict.c relies on. */
+static void test_features_then_head(void **state)
+{
+	struct nnp_model *m;
+	int64_t sp[3] = { 16, 32, 32 };
+	size_t nv = 16 * 32 * 32;
+	float *in = malloc(2 * nv * sizeof *in), *lg = malloc(3 * nv * sizeof *lg), *ft, *mine;
+	const float *w, *b;
+	int F, K;
+	double rel, mx;
+	(void)state;
+	open_model(RES903, "0", NNP_PREC_FP32, &m);
+	assert_int_equal(nnp_engine_head(m->engines[0], &F, &K, &w, &b), NNP_OK);
+	assert_int_equal(F, 4);
+	assert_int_equal(K, 3);
+	ft = malloc((size_t)F * nv * sizeof *ft);
+	mine = malloc((size_t)K * nv * sizeof *mine);
+	for (size_t i = 0; i < 2 * nv; i++)
+		in[i] = (float)sin((double)i * 0.23);
+	assert_int_equal(nnp_engine_forward(m->engines[0], 1, sp, in, lg), NNP_OK);
+	assert_int_equal(nnp_engine_forward_features(m->engines[0], 1, sp, in, ft), NNP_OK);
+	for (int k = 0; k < K; k++)
+		for (size_t v = 0; v < nv; v++) {
+			double t = b[k];
+			for (int c = 0; c < F; c++)
+				t += (double)w[k * F + c] * ft[c * nv + v];
+			mine[k * nv + v] = (float)t;
+		}
+	rel_l2(mine, lg, (size_t)K * nv, &rel, &mx);
+	assert_true(rel < 1e-6);
+	/* and back to logits: the cached plan switches modes correctly */
+	assert_int_equal(nnp_engine_forward(m->engines[0], 1, sp, in, mine), NNP_OK);
+	assert_memory_equal(mine, lg, (size_t)K * nv * sizeof *lg);
+	free(in), free(lg), free(ft), free(mine);
+	nnp_model_free(m);
+}
+
 static void test_bad_shape(void **state)
 {
 	struct nnp_model *m;
@@ -338,6 +376,7 @@ int main(void)
 		cmocka_unit_test(test_forward_901),  cmocka_unit_test(test_forward_903),
 		cmocka_unit_test(test_forward_bf16),
 		cmocka_unit_test(test_batch),        cmocka_unit_test(test_bad_shape),
+		cmocka_unit_test(test_features_then_head),
 		cmocka_unit_test(test_graph_names),  cmocka_unit_test(test_resenc_graph),
 		cmocka_unit_test(test_resenc_forward), cmocka_unit_test(test_arch_errors),
 	};

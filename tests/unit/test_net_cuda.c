@@ -210,6 +210,39 @@ static void test_cpu_vs_gpu_tf32(void **state)
 	cpu_vs_gpu_model(RES901, sp901, NNP_PREC_BF16, TOL_TF32);
 }
 
+/* The features before the head (feature accumulation in predict.c): GPU
+ * equals CPU, and the head weights are available on the GPU engine too. */
+static void test_features(void **state)
+{
+	const int64_t sp[3] = { 16, 32, 32 };
+	struct nnp_model *mc, *mg;
+	size_t nv = 16 * 32 * 32, nin, nft;
+	float *in, *fc, *fg;
+	const float *w, *b;
+	int F, K;
+	(void)state;
+	NEED_GPU();
+	open_model(RES903, -1, NNP_PREC_FP32, &mc);
+	open_model(RES903, GPU_DEV, GPU_PREC(NNP_PREC_FP32), &mg);
+	assert_int_equal(nnp_engine_head(mg->engines[0], &F, &K, &w, &b), NNP_OK);
+	assert_int_equal(K, mc->arch.num_classes);
+	nin = nv * (size_t)mc->arch.in_channels;
+	nft = nv * (size_t)F;
+	in = malloc(nin * sizeof *in);
+	fc = malloc(nft * sizeof *fc);
+	fg = malloc(nft * sizeof *fg);
+	assert_true(in && fc && fg);
+	fill_random(in, nin, 5);
+	assert_int_equal(nnp_engine_forward_features(mc->engines[0], 1, sp, in, fc), NNP_OK);
+	assert_int_equal(nnp_engine_forward_features(mg->engines[0], 1, sp, in, fg), NNP_OK);
+	assert_true(rel_l2(fg, fc, nft) <= TOL_FP32);
+	free(in);
+	free(fc);
+	free(fg);
+	nnp_model_free(mc);
+	nnp_model_free(mg);
+}
+
 /* A batch of two inputs gives each input's own result. */
 static void test_batch(void **state)
 {
@@ -394,7 +427,7 @@ int main(void)
 		cmocka_unit_test(test_forward_901),     cmocka_unit_test(test_forward_903),
 		cmocka_unit_test(test_cpu_vs_gpu_fp32), cmocka_unit_test(test_cpu_vs_gpu_tf32),
 		cmocka_unit_test(test_batch),           cmocka_unit_test(test_resenc_3d),
-		cmocka_unit_test(test_plain_2d),
+		cmocka_unit_test(test_plain_2d),        cmocka_unit_test(test_features),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
