@@ -96,7 +96,7 @@ $(BUILD)/tools/%: tests/tools/%.c $(LIB) | $(BUILD)/tools
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS) $(if $(CU_OBJ),-lstdc++)
 $(BUILD)/tools/%: examples/%.c $(LIB) | $(BUILD)/tools
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS) $(if $(CU_OBJ),-lstdc++)
-$(BUILD)/unit/%: tests/unit/%.c $(LIB) | $(BUILD)/unit
+$(BUILD)/unit/%: tests/unit/%.c $(LIB) $(wildcard tests/unit/*.h) | $(BUILD)/unit
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS) -lcmocka $(if $(CU_OBJ),-lstdc++)
 $(BUILD)/common $(BUILD)/cuda $(BUILD)/tools $(BUILD)/unit $(BIN):
 	mkdir -p $@

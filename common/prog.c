@@ -250,7 +250,7 @@ unsigned long long nnp_parse_size(const char *opt, const char *s)
 		for (const char *q = u; q <= p; q++)
 			mul *= 1024;
 	}
-	if (!s || !*s || errno || !isfinite(v) || v <= 0 || v * mul > 1.8e19)
+	if (!s || !*s || errno || !isfinite(v) || v < 0 || v * mul > 1.8e19)
 		nnp_usage_error("option '%s' needs a size such as 4G or 512M, not '%s'", opt, s ? s : "");
 	return (unsigned long long)(v * mul);
 }

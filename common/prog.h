@@ -61,7 +61,7 @@ int nnp_threads(void);
 /* Option parsing helpers: exit 2 with a clear message on bad values. */
 long long nnp_parse_ll(const char *opt, const char *s, long long lo, long long hi);
 double nnp_parse_double(const char *opt, const char *s);
-/* "123", "512K", "8M", "2.5G", "1T" (powers of 1024) -> bytes. */
+/* "0", "123", "512K", "8M", "2.5G", "1T" (powers of 1024, any case) -> bytes. */
 unsigned long long nnp_parse_size(const char *opt, const char *s);
 /* Monotonic clock in seconds. */
 double nnp_now(void);

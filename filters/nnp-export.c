@@ -49,24 +49,6 @@ struct cmdline {
 	unsigned long long max_memory;
 };
 
-static unsigned long long parse_bytes(const char *s)
-{
-	char *end;
-	double v = strtod(s, &end);
-	double mul = 1;
-	if (end == s || v < 0)
-		nnp_usage_error("--max-memory needs a byte count (suffix K, M, G), not '%s'", s);
-	if (*end == 'K' || *end == 'k')
-		mul = 1024.0, end++;
-	else if (*end == 'M' || *end == 'm')
-		mul = 1024.0 * 1024, end++;
-	else if (*end == 'G' || *end == 'g')
-		mul = 1024.0 * 1024 * 1024, end++;
-	if (*end || v * mul > 1.8e19)
-		nnp_usage_error("--max-memory needs a byte count (suffix K, M, G), not '%s'", s);
-	return (unsigned long long)(v * mul);
-}
-
 static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 {
 	enum { OPT_DS = 256, OPT_PROB, OPT_FP16, OPT_MAXMEM };
@@ -89,7 +71,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		case OPT_DS: cl->dataset_json = optarg; break;
 		case OPT_PROB: cl->save_prob = 1; break;
 		case OPT_FP16: cl->fp16 = 1; break;
-		case OPT_MAXMEM: cl->max_memory = parse_bytes(optarg); cl->have_max = 1; break;
+		case OPT_MAXMEM: cl->max_memory = nnp_parse_size("--max-memory", optarg); cl->have_max = 1; break;
 		case 'j': cl->threads = nnp_threads_from_arg(optarg); break;
 		default: nnp_bad_option(argv);
 		}

@@ -24,6 +24,7 @@
 #include "../../common/json.h"
 #include "../../common/model.h"
 #include "../../common/net.h"
+#include "synth_params.h"
 #include "../../common/nifti.h"
 #include "../../common/pth.h"
 
@@ -296,27 +297,6 @@ static void test_resenc_graph(void **state)
 	json_decref(a);
 }
 
-/* Parameters for a synthetic network: deterministic values by name. */
-struct synth {
-	float *buf[256];
-	int n;
-};
-
-static const float *synth_get(void *ctx, const char *name, int ndim, const int64_t *shape)
-{
-	struct synth *s = ctx;
-	size_t n = 1, h = 5381;
-	float *b;
-	for (int i = 0; i < ndim; i++)
-		n *= (size_t)shape[i];
-	for (const char *c = name; *c; c++)
-		h = h * 33 + (unsigned char)*c;
-	b = malloc(n * sizeof *b);
-	for (size_t i = 0; i < n; i++)
-		b[i] = (float)(0.3 * sin((double)(h % 1000) + 0.7 * (double)i)) + (strstr(name, "norm.weight") ? 1.0f : 0.0f);
-	s->buf[s->n++] = b;
-	return b;
-}
 
 static void test_resenc_forward(void **state)
 {
@@ -344,8 +324,7 @@ static void test_resenc_forward(void **state)
 	}
 	assert_true(sum > 0);
 	nnp_engine_free(e);
-	for (int i = 0; i < s.n; i++)
-		free(s.buf[i]);
+	synth_release(&s);
 	nnp_net_graph_release(&g);
 	json_decref(a);
 	free(in);

@@ -33,6 +33,7 @@
 #include "../../common/json.h"
 #include "../../common/model.h"
 #include "../../common/net.h"
+#include "synth_params.h"
 #include "../../common/nifti.h"
 
 #define RES901 "tests/fixtures/results/Dataset901_Spheres/nnUNetTrainer__nnUNetPlans_tiny__3d_fullres"
@@ -277,27 +278,6 @@ static void test_batch(void **state)
 
 /* ---- synthetic networks: ResEnc 3D and PlainConvUNet 2D ---- */
 
-struct synth {
-	float *buf[512];
-	int n;
-};
-
-static const float *synth_get(void *ctx, const char *name, int ndim, const int64_t *shape)
-{
-	struct synth *s = ctx;
-	size_t n = 1, h = 5381;
-	float *b;
-	for (int i = 0; i < ndim; i++)
-		n *= (size_t)shape[i];
-	for (const char *c = name; *c; c++)
-		h = h * 33 + (unsigned char)*c;
-	if (s->n == 512 || !(b = malloc(n * sizeof *b)))
-		return NULL;
-	for (size_t i = 0; i < n; i++)
-		b[i] = (float)(0.3 * sin((double)(h % 1000) + 0.7 * (double)i)) + (strstr(name, "norm.weight") ? 1.0f : 0.0f);
-	s->buf[s->n++] = b;
-	return b;
-}
 
 static const char *RESENC3D =
 	"{\"network_class_name\":\"dynamic_network_architectures.architectures.unet.ResidualEncoderUNet\","
@@ -362,8 +342,7 @@ static void cpu_vs_gpu_synth(const char *arch_json, int cin, int k, const int64_
 	assert_true(rel <= TOL_FP32);
 	nnp_engine_free(ec);
 	nnp_engine_free(eg);
-	for (int i = 0; i < s.n; i++)
-		free(s.buf[i]);
+	synth_release(&s);
 	nnp_net_graph_release(&g);
 	json_decref(a);
 	free(in);
@@ -414,8 +393,7 @@ static void test_bad_device(void **state)
 #else
 	assert_non_null(strstr(nnp_err_msg(), "no CUDA support"));
 #endif
-	for (int i = 0; i < s.n; i++)
-		free(s.buf[i]);
+	synth_release(&s);
 	nnp_net_graph_release(&g);
 	json_decref(a);
 }
