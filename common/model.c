@@ -227,6 +227,45 @@ static int config_setup(struct nnp_model *m)
 	return nnp_net_graph_build(&m->arch, &m->graph);
 }
 
+struct fold_visit {
+	struct nnp_model *m;
+	int k;
+	const struct nnp_model_opts *o;
+};
+
+/* A results folder's fold written by nnpipe's trainer (an .nnpm checkpoint). */
+static int fold_from_file(void *ctx, const json_t *h, const struct nnp_param_src *src,
+			  const struct nnp_model_blob *extra, int nextra)
+{
+	struct fold_visit *v = ctx;
+	struct nnp_model *m = v->m;
+	int rc;
+	(void)extra;
+	(void)nextra;
+	if (v->k == 0) {
+		const char *cfg = json_string_value(json_object_get(h, "configuration"));
+		json_t *meta;
+		if (cfg) {
+			free(m->config);
+			m->config = strdup(cfg);
+		}
+		m->trainer = strdup(json_string_value(json_object_get(h, "trainer")) ?: "nnUNetTrainer");
+		if (!m->config || !m->trainer)
+			return nnp_err(NNP_ENOMEM, "model: out of memory");
+		if (v->o->config && strcmp(v->o->config, m->config))
+			return nnp_err(NNP_EUSAGE, "model '%s' is configuration '%s', not '%s'", m->dir, m->config,
+				       v->o->config);
+		meta = json_pack("{s:O?}", "inference_allowed_mirroring_axes", json_object_get(h, "mirror_axes"));
+		rc = config_setup(m);
+		if (!rc)
+			rc = mirror_axes(m, meta);
+		json_decref(meta);
+		if (rc)
+			return rc;
+	}
+	return nnp_engine_create(&m->graph, src, &v->o->engine, &m->engines[v->k]);
+}
+
 static int load_fold(struct nnp_model *m, int k, const struct nnp_model_opts *o)
 {
 	const char *fold = m->fold_names[k];
@@ -238,8 +277,19 @@ static int load_fold(struct nnp_model *m, int k, const struct nnp_model_opts *o)
 	snprintf(sub, sizeof sub, "fold_%s/%s", fold, o->checkpoint ? o->checkpoint : "checkpoint_final.pth");
 	if ((rc = nnp_path_join(path, sizeof path, m->dir, sub)))
 		return rc;
+	if (!nnp_is_file(path) && strlen(path) > 4 && !strcmp(path + strlen(path) - 4, ".pth") &&
+	    strlen(path) + 2 < sizeof path) {
+		/* a fold trained by nnpipe: checkpoint_final.nnpm next to where the .pth would be */
+		strcpy(path + strlen(path) - 4, ".nnpm");
+		if (!nnp_is_file(path))
+			strcpy(path + strlen(path) - 5, ".pth");
+	}
 	if (!nnp_is_file(path))
 		return nnp_err(NNP_EDATA, "model '%s': fold %s has no checkpoint '%s'", m->dir, fold, path);
+	if (nnp_model_is_file(path)) {
+		struct fold_visit v = { m, k, o };
+		return nnp_model_file_visit(path, NULL, fold_from_file, &v);
+	}
 	if ((rc = nnp_pth_load(path, &p)))
 		return rc;
 	if (k == 0) {
@@ -800,4 +850,166 @@ int nnp_model_is_file(const char *path)
 	/* fixmap of 3, key "nnp" (0xa3 n n p), value "model" (0xa5 ...) */
 	return n >= 11 && b[0] == 0x83 && b[1] == 0xa3 && !memcmp(b + 2, "nnp", 3) && b[5] == 0xa5 &&
 	       !memcmp(b + 6, "model", 5);
+}
+
+/* ---- model files written from parameters (the trainer's checkpoints) ---- */
+
+static int blob_sha(const void *data, uint64_t n, char out[65])
+{
+	struct sha256_ctx c;
+	uint8_t d[SHA256_DIGEST_SIZE];
+	sha256_init(&c);
+	sha256_update(&c, (size_t)n, data);
+	sha256_digest(&c, sizeof d, d);
+	hex(d, sizeof d, out);
+	return NNP_OK;
+}
+
+static int write_bin32(int fd, const void *data, uint64_t n, const char *out)
+{
+	unsigned char bh[5] = { 0xc6, (unsigned char)(n >> 24), (unsigned char)(n >> 16), (unsigned char)(n >> 8),
+				(unsigned char)n };
+	if (n > UINT32_MAX)
+		return nnp_err(NNP_ENOMEM, "model file '%s': a payload exceeds 4 GiB", out);
+	if (nnp_write_all(fd, bh, sizeof bh, out) || nnp_write_all(fd, data, (size_t)n, out))
+		return NNP_EIO;
+	return NNP_OK;
+}
+
+/* The graph's parameters from src as one contiguous payload. */
+static int gather_params(const struct nnp_net_graph *g, const struct nnp_param_src *src, struct param **p, int *np,
+			 float **buf, int64_t *nbytes)
+{
+	int64_t off = 0;
+	int rc = graph_params(g, p, np);
+	if (rc)
+		return rc;
+	*nbytes = params_bytes(*p, *np);
+	if (!(*buf = malloc((size_t)*nbytes + 1))) {
+		free(*p);
+		return nnp_err(NNP_ENOMEM, "model: out of memory");
+	}
+	for (int i = 0; i < *np; i++) {
+		const float *d = src->get(src->ctx, (*p)[i].name, (*p)[i].ndim, (*p)[i].shape);
+		if (!d) {
+			free(*p);
+			free(*buf);
+			return NNP_EDATA;
+		}
+		memcpy((char *)*buf + off, d, (size_t)(*p)[i].numel * sizeof(float));
+		off += (*p)[i].numel * (int64_t)sizeof(float);
+	}
+	return NNP_OK;
+}
+
+int nnp_model_write(const char *out, const json_t *header, const struct nnp_net_graph *g, const char *fold,
+		    const struct nnp_param_src *src, const struct nnp_model_blob *extra, int nextra, int force)
+{
+	struct param *p = NULL;
+	float *buf = NULL;
+	int64_t nb = 0;
+	int np = 0, rc;
+	json_t *h, *ex = json_array();
+	char sha[65];
+	struct nnp_atomic a;
+
+	if ((rc = gather_params(g, src, &p, &np, &buf, &nb))) {
+		json_decref(ex);
+		return rc;
+	}
+	h = json_deep_copy(header);
+	blob_sha(buf, (uint64_t)nb, sha);
+	json_object_set_new(h, "folds", json_pack("[{s:s,s:s,s:I,s:o}]", "fold", fold, "sha256", sha, "nbytes",
+						  (json_int_t)nb, "tensors", params_json(p, np)));
+	for (int i = 0; i < nextra; i++) {
+		blob_sha(extra[i].data, extra[i].nbytes, sha);
+		json_array_append_new(ex, json_pack("{s:s,s:s,s:I}", "name", extra[i].name, "sha256", sha, "nbytes",
+						    (json_int_t)extra[i].nbytes));
+	}
+	json_object_set_new(h, "extra", ex);
+	if (!(rc = nnp_atomic_open(&a, out, force))) {
+		rc = write_preamble(a.fd, h, out);
+		if (!rc)
+			rc = write_bin32(a.fd, buf, (uint64_t)nb, out);
+		for (int i = 0; i < nextra && !rc; i++)
+			rc = write_bin32(a.fd, extra[i].data, extra[i].nbytes, out);
+		if (rc)
+			nnp_atomic_abort(&a);
+		else
+			rc = nnp_atomic_commit(&a);
+	}
+	json_decref(h);
+	free(p);
+	free(buf);
+	return rc;
+}
+
+/* A bin32 payload at *pos with the size and sha256 of its table entry. */
+static int blob_at(const unsigned char *base, size_t len, size_t *pos, const json_t *ej, const char *path,
+		   const unsigned char **data, uint64_t *n)
+{
+	const unsigned char *b = base + *pos;
+	const char *want = json_string_value(json_object_get(ej, "sha256"));
+	char sha[65];
+	if (*pos + 5 > len || b[0] != 0xc6)
+		return nnp_err(NNP_EDATA, "model file '%s': payload '%s' missing (truncated file)", path,
+			       json_string_value(json_object_get(ej, "name")));
+	*n = (uint64_t)b[1] << 24 | (uint64_t)b[2] << 16 | (uint64_t)b[3] << 8 | b[4];
+	if (*n != (uint64_t)json_integer_value(json_object_get(ej, "nbytes")) || *pos + 5 + *n > len)
+		return nnp_err(NNP_EDATA, "model file '%s': payload '%s' truncated or of the wrong size", path,
+			       json_string_value(json_object_get(ej, "name")));
+	*data = b + 5;
+	*pos += 5 + *n;
+	blob_sha(*data, *n, sha);
+	if (!want || strcmp(want, sha))
+		return nnp_err(NNP_EDATA, "model file '%s': payload '%s': sha256 mismatch (corrupt file)", path,
+			       json_string_value(json_object_get(ej, "name")));
+	return NNP_OK;
+}
+
+int nnp_model_file_visit(const char *path, const char *fold, nnp_model_visit_fn fn, void *ctx)
+{
+	const unsigned char *base;
+	json_t *h = NULL;
+	size_t pos = 0, len = 0, i;
+	const json_t *fj, *ej;
+	struct file_fold f, pick = { 0 };
+	struct nnp_model_blob ex[16];
+	int rc, found = 0, nex = 0;
+
+	if ((rc = map_file(path, &base, &len)))
+		return rc;
+	if ((rc = parse_preamble(base, len, path, &h, &pos)))
+		goto done;
+	json_array_foreach(json_object_get(h, "folds"), i, fj) {
+		const char *name = json_string_value(json_object_get(fj, "fold"));
+		int want = !found && (!fold || (name && !strcmp(name, fold)));
+		if ((rc = file_fold_at(base, len, &pos, fj, want, path, &f)))
+			goto done;
+		if (want)
+			pick = f, found = 1;
+	}
+	if (!found) {
+		rc = nnp_err(NNP_EDATA, "model file '%s': no fold '%s'", path, fold ? fold : "(any)");
+		goto done;
+	}
+	json_array_foreach(json_object_get(h, "extra"), i, ej) {
+		const unsigned char *d = NULL;
+		uint64_t n = 0;
+		if (nex == 16) {
+			rc = nnp_err(NNP_EDATA, "model file '%s': too many extra payloads", path);
+			goto done;
+		}
+		if ((rc = blob_at(base, len, &pos, ej, path, &d, &n)))
+			goto done;
+		ex[nex++] = (struct nnp_model_blob){ json_string_value(json_object_get(ej, "name")), d, n };
+	}
+	{
+		struct nnp_param_src src = { &pick, file_get };
+		rc = fn(ctx, h, &src, ex, nex);
+	}
+done:
+	json_decref(h);
+	munmap((void *)base, len);
+	return rc;
 }

@@ -17,6 +17,7 @@
 #ifndef NNP_MODEL_H
 #define NNP_MODEL_H
 
+#include <stdint.h>
 #include <jansson.h>
 
 #include "engine.h"
@@ -85,4 +86,27 @@ int nnp_model_num_heads(const json_t *dataset, int *heads, int *regions);
 struct nnp_pth;
 struct nnp_param_src nnp_model_pth_params(struct nnp_pth *p);
 
+/* ---- model files from parameters (training checkpoints) ----
+ * An extra payload: a named byte blob stored after the folds (optimizer
+ * state, training log), listed in the header's "extra" table with its size
+ * and sha256. */
+struct nnp_model_blob {
+	const char *name;
+	const void *data;
+	uint64_t nbytes;
+};
+/* Write a model file with one fold: header (configuration, trainer, plans,
+ * dataset, mirror_axes and anything else, e.g. "training") gets the fold
+ * table and the extra table added; the payload holds g's parameters from
+ * src in graph order.  Atomic (never a partial file); refuses to replace
+ * an existing file unless force. */
+int nnp_model_write(const char *out, const json_t *header, const struct nnp_net_graph *g, const char *fold,
+		    const struct nnp_param_src *src, const struct nnp_model_blob *extra, int nextra, int force);
+/* Open a model file, verify the wanted fold (NULL = the first) and every
+ * extra payload against their sha256, and call fn with the header, the
+ * fold's parameters and the extras, all valid during the call only.
+ * Returns fn's result, or NNP_EDATA naming the file (truncated, corrupt). */
+typedef int (*nnp_model_visit_fn)(void *ctx, const json_t *header, const struct nnp_param_src *params,
+				  const struct nnp_model_blob *extra, int nextra);
+int nnp_model_file_visit(const char *path, const char *fold, nnp_model_visit_fn fn, void *ctx);
 #endif

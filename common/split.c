@@ -845,3 +845,81 @@ int nnp_split_make(const struct nnp_split_opts *o, struct nnp_split_result *r)
 		nnp_split_result_release(r);
 	return rc;
 }
+
+/* ---- the case ids of a fold ---- */
+
+/* nnU-Net's trainer for a fold beyond splits_final.json: a seeded random
+ * 80:20 split of all (sorted) cases, RandomState(12345 + fold). */
+static int random_fold_ids(const char *dir, const char *data, size_t k, int val, char ***ids, size_t *nids)
+{
+	char **all = NULL;
+	size_t n = 0, *pick, npick;
+	struct nnp_fold f = { 0 };
+	int rc;
+	if ((rc = nnp_preprocessed_ids(dir, data, &all, &n, NULL, 0)))
+		return rc;
+	if (!n) {
+		free(all);
+		return nnp_err(NNP_EDATA, "'%s/%s': no case files", dir, data);
+	}
+	if ((rc = nnp_split_random(n, (uint32_t)(12345 + k), &f)))
+		goto out;
+	pick = val ? f.val : f.train;
+	npick = val ? f.nval : f.ntrain;
+	if (!(*ids = calloc(npick ? npick : 1, sizeof **ids))) {
+		rc = nnp_err(NNP_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (*nids = 0; *nids < npick; (*nids)++)
+		if (!((*ids)[*nids] = nnp_strdup(all[pick[*nids]]))) {
+			rc = NNP_ENOMEM;
+			goto out;
+		}
+	rc = npick ? nnp_ids_sort(*ids, *nids) :
+		     nnp_err(NNP_EDATA, "fold %zu: the random split's %s list is empty", k, val ? "val" : "train");
+out:
+	nnp_fold_release(&f);
+	for (size_t i = 0; i < n; i++)
+		free(all[i]);
+	free(all);
+	return rc;
+}
+
+int nnp_fold_ids(const char *dir, const char *data, long fold, int val, char ***ids, size_t *n)
+{
+	char path[PATH_MAX];
+	const json_t *list;
+	json_t *splits;
+	int rc;
+	*ids = NULL;
+	*n = 0;
+	if (fold < 0) {
+		if ((rc = nnp_preprocessed_ids(dir, data, ids, n, NULL, 0)))
+			return rc;
+		return *n ? NNP_OK : nnp_err(NNP_EDATA, "'%s/%s': no case files", dir, data);
+	}
+	if (snprintf(path, sizeof path, "%s/%s", dir, NNP_SPLIT_FILE) >= (int)sizeof path)
+		return nnp_err(NNP_EUSAGE, "path too long: '%s'", dir);
+	if ((rc = nnp_splits_load(path, NULL, 0, &splits)))
+		return rc;
+	if ((size_t)fold >= json_array_size(splits)) {
+		json_decref(splits);
+		return random_fold_ids(dir, data, (size_t)fold, val, ids, n);
+	}
+	list = json_object_get(json_array_get(splits, (size_t)fold), val ? "val" : "train");
+	*n = json_array_size(list);
+	if (!(*ids = calloc(*n ? *n : 1, sizeof **ids))) {
+		rc = nnp_err(NNP_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < *n; i++)
+		if (!((*ids)[i] = nnp_strdup(json_string_value(json_array_get(list, i))))) {
+			*n = i;
+			rc = NNP_ENOMEM;
+			goto out;
+		}
+	rc = nnp_ids_sort(*ids, *n);
+out:
+	json_decref(splits);
+	return rc;
+}

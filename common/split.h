@@ -81,6 +81,13 @@ int nnp_preprocessed_ids(const char *dir, const char *data, char ***ids, size_t 
  * "dataset" dict), sorted. */
 int nnp_raw_ids(const char *rawdir, char ***ids, size_t *n);
 
+/* The sorted case ids of fold `fold` (train list, or val when val): from
+ * dir/splits_final.json; a fold beyond the file gets nnU-Net's trainer
+ * fallback, a random 80:20 split RandomState(12345 + fold) of the case
+ * files of dir/data; fold < 0 ("all"): every case file of dir/data.
+ * The caller frees with nnp_strv_free(*ids, *n). */
+int nnp_fold_ids(const char *dir, const char *data, long fold, int val, char ***ids, size_t *n);
+
 /* ---- the whole step, as `nnp split` runs it ---- */
 
 enum nnp_split_action {

@@ -179,81 +179,9 @@ out:
 	return rc ? nnp_err_ctx(rc, "'%s'", path) : NNP_OK;
 }
 
-/* nnU-Net's trainer for a fold beyond splits_final.json: a seeded random
- * 80:20 split of all (sorted) cases, RandomState(12345 + fold). */
-static int random_fold(const struct cmdline *cl, struct ctx *x, size_t k)
-{
-	const char *base = strrchr(x->data, '/') + 1;
-	char **all = NULL;
-	size_t n = 0, *pick, npick;
-	struct nnp_fold f = { 0 };
-	int rc;
-	if ((rc = nnp_preprocessed_ids(x->dir, base, &all, &n, NULL, 0)))
-		return rc;
-	if (!n) {
-		free(all);
-		return nnp_err(NNP_EDATA, "'%s': no case files", x->data);
-	}
-	if ((rc = nnp_split_random(n, (uint32_t)(12345 + k), &f)))
-		goto out;
-	pick = strcmp(cl->split, "val") ? f.train : f.val;
-	npick = strcmp(cl->split, "val") ? f.ntrain : f.nval;
-	if (!(x->ids = calloc(npick ? npick : 1, sizeof *x->ids))) {
-		rc = nnp_err(NNP_ENOMEM, "out of memory");
-		goto out;
-	}
-	for (x->n = 0; x->n < npick; x->n++)
-		if (!(x->ids[x->n] = nnp_strdup(all[pick[x->n]]))) {
-			rc = NNP_ENOMEM;
-			goto out;
-		}
-	rc = npick ? nnp_ids_sort(x->ids, x->n) : nnp_err(NNP_EDATA, "fold %zu: the random split's %s list is empty", k,
-							 cl->split);
-out:
-	nnp_fold_release(&f);
-	for (size_t i = 0; i < n; i++)
-		free(all[i]);
-	free(all);
-	return rc;
-}
-
 static int ids_of_fold(const struct cmdline *cl, struct ctx *x)
 {
-	char path[PATH_MAX];
-	const json_t *list, *fold;
-	json_t *splits;
-	size_t k;
-	int rc;
-	if (cl->fold < 0) {
-		const char *base = strrchr(x->data, '/') + 1;
-		if ((rc = nnp_preprocessed_ids(x->dir, base, &x->ids, &x->n, NULL, 0)))
-			return rc;
-		return x->n ? NNP_OK : nnp_err(NNP_EDATA, "'%s': no case files", x->data);
-	}
-	if ((rc = mkpath(path, sizeof path, "%s/%s", x->dir, NNP_SPLIT_FILE)) ||
-	    (rc = nnp_splits_load(path, NULL, 0, &splits)))
-		return rc;
-	k = (size_t)cl->fold;
-	if (k >= json_array_size(splits)) {
-		json_decref(splits);
-		return random_fold(cl, x, k);
-	}
-	fold = json_array_get(splits, k);
-	list = json_object_get(fold, cl->split);
-	x->n = json_array_size(list);
-	if (!(x->ids = calloc(x->n, sizeof *x->ids))) {
-		rc = nnp_err(NNP_ENOMEM, "out of memory");
-		goto out;
-	}
-	for (size_t i = 0; i < x->n; i++)
-		if (!(x->ids[i] = nnp_strdup(json_string_value(json_array_get(list, i))))) {
-			rc = NNP_ENOMEM;
-			goto out;
-		}
-	rc = nnp_ids_sort(x->ids, x->n);
-out:
-	json_decref(splits);
-	return rc;
+	return nnp_fold_ids(x->dir, strrchr(x->data, '/') + 1, cl->fold, !strcmp(cl->split, "val"), &x->ids, &x->n);
 }
 
 static void close_cases(struct ctx *x)
