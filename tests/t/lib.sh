@@ -12,6 +12,9 @@
 #	test_expect_code 2 'refuses a terminal' 'false_cmd ...'
 #	done_testing
 #
+# A test may name prerequisites first, like git's: test_set_prereq TORCH, then
+# test_expect_success TORCH 'desc' 'body' runs only when TORCH was set.
+#
 # Each body runs in a subshell (variables do not leak out; files do) with
 # "set -e -o pipefail", in the script's trash directory, which is shared by
 # all tests of the script so that a setup test can leave files for later
@@ -151,9 +154,37 @@ t_run_body() {
 	) </dev/null >"$2" 2>&1
 }
 
-# test_expect_success DESC BODY
+# ---- prerequisites (git's test_set_prereq / test_have_prereq) ---------------
+
+T_PREREQS=" "
+
+# test_set_prereq NAME: NAME is available (e.g. TORCH when python3 imports torch).
+test_set_prereq() {
+	T_PREREQS="$T_PREREQS$1 "
+}
+
+# test_have_prereq A[,B...]: all of them were set.
+test_have_prereq() {
+	local p
+	for p in ${1//,/ }; do
+		case "$T_PREREQS" in
+		*" $p "*) ;;
+		*) return 1 ;;
+		esac
+	done
+}
+
+# test_expect_success [PREREQ] DESC BODY: with PREREQ (A or A,B) the test is
+# skipped (TAP "# SKIP missing PREREQ") unless every prerequisite was set.
 test_expect_success() {
 	local out="$T_WORK/output" rc
+	if [ $# -eq 3 ]; then
+		if ! test_have_prereq "$1"; then
+			test_skip "$2" "missing $1"
+			return 0
+		fi
+		shift
+	fi
 	t_run_body "$2" "$out"
 	rc=$?
 	if [ "$rc" -eq 0 ]; then
