@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <oneapi/dnnl/dnnl.h>
 
@@ -79,6 +80,8 @@ struct nnp_tnet {
 	dnnl_engine_t eng;
 	dnnl_stream_t stream;
 	struct tplan plan;
+	int profile;                       /* NNP_ENGINE_PROFILE set: per-kind times on stderr */
+	double ptime[2][NNP_OP_AVGPOOL + 1];
 };
 
 static int dnnl_fail(dnnl_status_t st, const char *what)
@@ -94,6 +97,13 @@ static int dnnl_fail(dnnl_status_t st, const char *what)
 		if (st_ != dnnl_success)                            \
 			return dnnl_fail(st_, what);                \
 	} while (0)
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 /* ---- parameters ---- */
 
@@ -972,9 +982,13 @@ int nnp_tnet_forward(struct nnp_tnet *t, int n, const int64_t *spatial, const fl
 	a[1] = (dnnl_exec_arg_t){ DNNL_ARG_TO, p->v[0].mx };
 	if ((rc = exec(t, p->in_reorder, 2, a, "input reorder")))
 		return rc;
-	for (int i = 0; i < t->g.nops; i++)
+	for (int i = 0; i < t->g.nops; i++) {
+		double t0 = t->profile ? now_s() : 0;
 		if ((rc = fwd_step(t, &p->s[i])))
 			return rc;
+		if (t->profile)
+			t->ptime[0][t->g.ops[i].kind] += now_s() - t0;
+	}
 	return NNP_OK;
 }
 
@@ -1133,9 +1147,13 @@ int nnp_tnet_backward(struct nnp_tnet *t, const float *const *dout)
 			return rc;
 		p->v[p->headv[h]].written = 1;
 	}
-	for (int i = t->g.nops - 1; i >= 0; i--)
+	for (int i = t->g.nops - 1; i >= 0; i--) {
+		double t0 = t->profile ? now_s() : 0;
 		if ((rc = bwd_step(t, &p->s[i])))
 			return rc;
+		if (t->profile)
+			t->ptime[1][t->g.ops[i].kind] += now_s() - t0;
+	}
 	return NNP_OK;
 }
 
@@ -1187,6 +1205,7 @@ int nnp_tnet_create(const struct nnp_net_graph *g, const struct nnp_param_src *i
 		free(t);
 		return rc;
 	}
+	t->profile = getenv("NNP_ENGINE_PROFILE") != NULL;
 	t->nheads = g->n_ds > 0 ? g->n_ds : 1;
 	for (int h = 0; h < t->nheads; h++)
 		t->heads[h] = g->n_ds > 0 ? g->ds_out[h] : g->out;
@@ -1204,10 +1223,20 @@ fail:
 	return rc;
 }
 
+static void print_profile(const struct nnp_tnet *t)
+{
+	static const char *const names[] = { "", "conv", "norm_act", "deconv", "add_act", "avgpool" };
+	for (int k = 1; k <= NNP_OP_AVGPOOL; k++)
+		fprintf(stderr, "trainnet profile: %-8s forward %8.3f s backward %8.3f s\n", names[k], t->ptime[0][k],
+			t->ptime[1][k]);
+}
+
 void nnp_tnet_free(struct nnp_tnet *t)
 {
 	if (!t)
 		return;
+	if (t->profile)
+		print_profile(t);
 	plan_release(&t->plan);
 	if (t->p)
 		for (int i = 0; i < t->np; i++) {
