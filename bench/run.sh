@@ -205,6 +205,44 @@ Goal (issue #6): >= 6 samples/s per core with the full pipeline.
 Each sample reads only its box from the case file (casefile.h) and writes two frames.
 MD
 }
+# ---- training (one step of the full-size 901 3d_fullres network, 2 threads) ----
+# forward with deep supervision + backward to every parameter gradient, the
+# loss gradient fixed (tests/tools/nnp-trainstep.c), against the same network
+# in PyTorch (bench/torch_trainstep.py: Debian's python3-torch, same shapes,
+# same threads), and the 2d small plans training of t1200 end to end.
+# 'bench/run.sh train' runs only this.
+bench_train() {
+	local P901=$ROOT/tests/fixtures/Dataset901_Spheres/nnUNetPlans.json line
+	line=$(OMP_NUM_THREADS=2 "$TOOLS/nnp-trainstep" "$P901" 3d_fullres --batch 2 --reps 2)
+	t_tr=$(echo "$line" | sed -n 's/.*step best \([0-9.]*\) s.*/\1/p')
+	tr_shape=$(echo "$line" | sed -n 's/^3d_fullres patch \([0-9x]*\) batch \([0-9]*\).*/\1, batch \2/p')
+	tr_gmac=$(echo "$line" | sed -n 's/.*: \([0-9.]*\) GMAC forward.*/\1/p')
+	if "$PY" -c 'import torch' 2>/dev/null; then
+		t_trt=$("$PY" "$ROOT/bench/torch_trainstep.py" "$P901" 3d_fullres --batch 2 --reps 2 --threads 2 | cut -d" " -f1)
+		torch_v=$("$PY" -c 'import torch; print(torch.__version__)')
+	else
+		t_trt=; torch_v="not installed"
+	fi
+}
+train_md() {
+	cat <<MD
+## Training (one step, full-size 901 3d_fullres network, CPU, 2 threads)
+
+| task | nnpipe [s] | PyTorch $torch_v (same network and shapes) [s] | ratio |
+|---|---:|---:|---:|
+| forward (deep supervision) + backward to all gradients, patch $tr_shape ($tr_gmac GMAC forward), fp32 | $t_tr | ${t_trt:-—} | $( [ -n "$t_trt" ] && ratio "$t_trt" "$t_tr" || echo —)x |
+
+The optimizer step and the loss are O(voxels + parameters) and left out on both sides
+(the loss gradient is a fixed tensor). End to end, t1200-train.t trains the 2d small
+plans variant (64x64, batch 8, 16-128 features) 1000 iterations with sampling,
+augmentation, validation and checkpoints in about 100 s on 2 cores.
+MD
+}
+if [ "${1:-}" = train ]; then
+	bench_train
+	train_md
+	exit 0
+fi
 if [ "${1:-}" = sample ]; then
 	bench_sample
 	sample_md
@@ -300,6 +338,7 @@ bench_export
 bench_inference
 bench_sample
 bench_augment
+bench_train
 
 mbs() { echo "scale=0; $MB / $1" | bc -l; }
 pct() { echo "scale=0; 100 * $1 / $2" | bc -l; }
@@ -368,5 +407,7 @@ $(inference_md)
 
 $(sample_md)
 $(augment_md)
+
+$(train_md)
 MD
 cat "$REPORT"

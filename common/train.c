@@ -90,6 +90,7 @@ void nnp_train_cfg_default(struct nnp_train_cfg *c)
 	c->seed = 12345;
 	c->final_val = 1;
 	c->initial_lr = 1e-2;
+	c->device = -1;
 }
 
 /* ---- setup ---- */
@@ -1087,7 +1088,7 @@ int nnp_train_run(const struct nnp_train_cfg *c)
 	t.best_ema = t.ema = NAN;
 	if ((rc = load_jsons(&t)) || (rc = setup_config(&t)) || (rc = check_memory(&t)) || (rc = mkdirs(c->out_dir)) ||
 	    (rc = copy_to_model_folder(&t)) || (rc = setup_classes(&t)) || (rc = start_state(&t, &finished)) ||
-	    (rc = setup_buffers(&t)))
+	    (rc = setup_buffers(&t)) || (c->device >= 0 && (rc = nnp_tnet_set_device(t.net, c->device))))
 		goto out;
 	if (!finished && !c->val_only) {
 		nnp_info("training %s fold %s: %d epochs x %d iterations, batch %d, patch %lld x %lld x %lld, %lld parameters",

@@ -13,6 +13,7 @@
 
 #include "augment.h"
 #include "err.h"
+#include "trainnet_cuda.h"
 
 #define CHUNK 4096            /* voxels per reduction chunk (fixed: thread-count independent sums) */
 #define MAXMEM 4096
@@ -80,6 +81,7 @@ struct nnp_tnet {
 	dnnl_engine_t eng;
 	dnnl_stream_t stream;
 	struct tplan plan;
+	struct nnp_cuda_tnet *cuda;        /* non-NULL: steps run on a CUDA device (parameters stay here) */
 	int profile;                       /* NNP_ENGINE_PROFILE set: per-kind times on stderr */
 	double ptime[2][NNP_OP_AVGPOOL + 1];
 };
@@ -975,6 +977,11 @@ int nnp_tnet_forward(struct nnp_tnet *t, int n, const int64_t *spatial, const fl
 
 	if (n < 1)
 		return nnp_err(NNP_EUSAGE, "training network: batch size %d", n);
+	if (t->cuda) {
+		if ((rc = nnp_cuda_tnet_upload_params(t->cuda, t->p, t->np)))
+			return rc;
+		return nnp_cuda_tnet_forward(t->cuda, n, spatial, in);
+	}
 	if ((rc = plan_build(t, n, spatial)))
 		return rc;
 	DN(dnnl_memory_set_data_handle(p->in_user, (void *)in), "input");
@@ -996,6 +1003,8 @@ int nnp_tnet_head_shape(const struct nnp_tnet *t, int h, int64_t shape[5])
 {
 	const struct tplan *p = &t->plan;
 	const struct tval *v;
+	if (t->cuda)
+		return nnp_cuda_tnet_head_shape(t->cuda, h, shape);
 	if (!p->valid || h < 0 || h >= t->nheads)
 		return nnp_err(NNP_EUSAGE, "training network: no head %d (run a forward first)", h);
 	v = &p->v[p->headv[h]];
@@ -1012,6 +1021,8 @@ int nnp_tnet_output(struct nnp_tnet *t, int h, float *out)
 	dnnl_exec_arg_t a[2];
 	int64_t shape[5];
 	int rc;
+	if (t->cuda)
+		return nnp_cuda_tnet_output(t->cuda, h, out);
 	if ((rc = nnp_tnet_head_shape(t, h, shape)) < 0)
 		return rc;
 	DN(dnnl_memory_set_data_handle(p->head_user[h], out), "output");
@@ -1130,6 +1141,11 @@ int nnp_tnet_backward(struct nnp_tnet *t, const float *const *dout)
 {
 	struct tplan *p = &t->plan;
 	int rc;
+	if (t->cuda) {
+		if ((rc = nnp_cuda_tnet_backward(t->cuda, dout)))
+			return rc;
+		return nnp_cuda_tnet_download_grads(t->cuda, t->p, t->np);
+	}
 	if (!p->valid)
 		return nnp_err(NNP_EUSAGE, "training network: backward without a forward");
 	for (int i = 0; i < t->np; i++)
@@ -1237,6 +1253,7 @@ void nnp_tnet_free(struct nnp_tnet *t)
 		return;
 	if (t->profile)
 		print_profile(t);
+	nnp_cuda_tnet_free(t->cuda);
 	plan_release(&t->plan);
 	if (t->p)
 		for (int i = 0; i < t->np; i++) {
@@ -1251,6 +1268,18 @@ void nnp_tnet_free(struct nnp_tnet *t)
 		dnnl_engine_destroy(t->eng);
 	nnp_net_graph_release(&t->g);
 	free(t);
+}
+
+int nnp_tnet_set_device(struct nnp_tnet *t, int device)
+{
+	if (device < 0) {
+		nnp_cuda_tnet_free(t->cuda);
+		t->cuda = NULL;
+		return NNP_OK;
+	}
+	if (t->cuda)
+		return nnp_err(NNP_EUSAGE, "training network: already on a device");
+	return nnp_cuda_tnet_create(&t->g, device, &t->cuda);
 }
 
 uint64_t nnp_tnet_mem_estimate(const struct nnp_net_graph *g, int n, const int64_t *spatial)

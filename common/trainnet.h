@@ -73,6 +73,12 @@ int nnp_tnet_output(struct nnp_tnet *t, int h, float *out);
 /* dout[h]: gradient of the loss with respect to head h (planar), or NULL. */
 int nnp_tnet_backward(struct nnp_tnet *t, const float *const *dout);
 
+/* Run the steps on CUDA device `device` (>= 0; the cuDNN backend of
+ * trainnet_cuda.h: parameters stay in host memory, uploaded before every
+ * forward, gradients downloaded after every backward) or back on the CPU
+ * (-1).  NNP_EUSAGE in a build without CUDA or without that device. */
+int nnp_tnet_set_device(struct nnp_tnet *t, int device);
+
 /* Bytes a training step of n inputs of this shape holds (activations,
  * their gradients, InstanceNorm statistics, parameters with gradients;
  * oneDNN's reordered weights and scratchpads excluded). */

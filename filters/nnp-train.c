@@ -12,6 +12,7 @@
 #include "model.h"
 #include "prog.h"
 #include "train.h"
+#include "trainnet_cuda.h"
 
 static const struct nnp_proginfo info = {
 	.name = "train",
@@ -42,7 +43,8 @@ static const struct nnp_proginfo info = {
 		"      --stream FILE|-      training samples from this stream (nnp augment output)\n"
 		"                           instead of starting nnp sample | nnp augment per epoch\n"
 		"      --aug-threads N      -j of the nnp augment the trainer starts\n"
-		"      --device D           cpu (default); CUDA training is not implemented yet\n"
+		"      --device D           cpu (default), cuda, cuda:N (the cuDNN backend: not yet\n"
+		"                           verified on a GPU, see docs/gpu.md)\n"
 		"  -j, --threads N          threads for the network (default: NNP_THREADS or all cores)\n",
 	.details =
 		"nnU-Net's recipe (nnunet-facts 7): SGD Nesterov 0.99, weight decay 3e-5, PolyLR,\n"
@@ -164,9 +166,13 @@ int main(int argc, char **argv)
 	nnp_threads_init(cl.threads);
 	if (cl.device && (rc = nnp_model_parse_device(cl.device, &dev)))
 		nnp_die(rc);
-	if (cl.device && dev >= 0)
-		nnp_dief(NNP_EUSAGE, "--device %s: CUDA training is not implemented yet (docs/training.md); use --device cpu",
+	if (cl.device && dev >= 0) {
+		if (!nnp_cuda_tnet_available(dev))
+			nnp_dief(NNP_EUSAGE, "--device %s: no such CUDA device (or a build without CUDA)", cl.device);
+		nnp_warn("--device %s: the CUDA training backend has not been verified on a GPU yet (docs/gpu.md)",
 			 cl.device);
+		cl.t.device = dev;
+	}
 	if (cl.dataset) {
 		if ((rc = nnp_dataset_resolve(cl.dataset, "nnUNet_preprocessed", pre, sizeof pre)))
 			nnp_die(rc);
