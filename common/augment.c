@@ -249,7 +249,7 @@ static void affine_voxel(const struct nnp_patch *in, int rank, const double (*A)
 			 const int64_t k[3], int16_t lowest, struct nnp_patch *out, int64_t o)
 {
 	int a0 = rank == 2 ? 1 : 0, outside = 0;
-	double g[3], q[3];
+	double g[3] = { 0 }, q[3];
 	struct corners cs;
 	for (int a = a0; a < 3; a++)
 		g[a] = (double)k[a] - (double)(P[a] - 1) / 2.0;
@@ -641,7 +641,7 @@ static int run_spatial(const struct nnp_aug_config *cfg, struct nnp_patch *p, st
 	const struct nnp_aug_probs *pr = &cfg->probs;
 	int rank = cfg->two_d || cfg->dummy_2d ? 2 : 3, rc;
 	int rot = decide(r, pr->p[NNP_AUG_ROTATION]), scl = decide(r, pr->p[NNP_AUG_SCALING]);
-	double A[3][3];
+	double A[3][3] = { { 0 } };
 	struct nnp_patch out;
 	if (rot) {
 		for (int a = 0; a < 3; a++)

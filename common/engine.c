@@ -10,6 +10,7 @@
 
 #include <oneapi/dnnl/dnnl.h>
 
+#include "dnnl_check.h"
 #include "err.h"
 #include "gpu.h"
 #ifdef NNP_HAVE_CUDA
@@ -66,21 +67,6 @@ struct nnp_engine {
 	struct nnp_cuda_engine *cuda;  /* non-NULL: a CUDA engine, nothing else is used */
 };
 
-static int dnnl_fail(dnnl_status_t st, const char *what)
-{
-	if (st == dnnl_success)
-		return NNP_OK;
-	if (st == dnnl_out_of_memory)
-		return nnp_err(NNP_ENOMEM, "oneDNN: %s: out of memory", what);
-	return nnp_err(NNP_EINTERNAL, "oneDNN: %s failed (status %d)", what, (int)st);
-}
-
-#define DN(call, what)                                              \
-	do {                                                        \
-		dnnl_status_t st_ = (call);                         \
-		if (st_ != dnnl_success)                            \
-			return dnnl_fail(st_, what);                \
-	} while (0)
 
 static int cpu_block(void)
 {

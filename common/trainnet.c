@@ -12,6 +12,7 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include "augment.h"
+#include "dnnl_check.h"
 #include "err.h"
 #include "trainnet_cuda.h"
 
@@ -86,19 +87,6 @@ struct nnp_tnet {
 	double ptime[2][NNP_OP_AVGPOOL + 1];
 };
 
-static int dnnl_fail(dnnl_status_t st, const char *what)
-{
-	if (st == dnnl_out_of_memory)
-		return nnp_err(NNP_ENOMEM, "oneDNN: %s: out of memory", what);
-	return nnp_err(NNP_EINTERNAL, "oneDNN: %s failed (status %d)", what, (int)st);
-}
-
-#define DN(call, what)                                              \
-	do {                                                        \
-		dnnl_status_t st_ = (call);                         \
-		if (st_ != dnnl_success)                            \
-			return dnnl_fail(st_, what);                \
-	} while (0)
 
 static double now_s(void)
 {
@@ -312,7 +300,7 @@ static void act_dims(const struct nnp_tnet *t, int64_t c, int level, dnnl_dims_t
 
 static int act_md(const struct nnp_tnet *t, int64_t c, int level, int planar, dnnl_memory_desc_t *md)
 {
-	dnnl_dims_t dims;
+	dnnl_dims_t dims = { 0 };
 	int nd = ndims(t);
 	dnnl_format_tag_t tag = planar ? (nd == 5 ? dnnl_ncdhw : dnnl_nchw) : (nd == 5 ? dnnl_ndhwc : dnnl_nhwc);
 	act_dims(t, c, level, dims);
@@ -397,7 +385,7 @@ static int weight_view_md(const struct nnp_tnet *t, const struct nnp_op *op, int
 {
 	const struct nnp_net_graph *g = &t->g;
 	int nd = ndims(t);
-	dnnl_dims_t dims, strides;
+	dnnl_dims_t dims = { 0 }, strides = { 0 };
 	int64_t kvol = 1, cin_total = pw->shape[1];
 	int64_t c1 = g->tensors[op->in].channels;
 

@@ -60,7 +60,8 @@ static unsigned parse_only(const char *arg)
 		int k = nnp_aug_step_from_name(t);
 		if (k < 0)
 			nnp_usage_error("--only: unknown transform '%s'", t);
-		mask |= 1u << k;
+		else
+			mask |= 1u << k;
 	}
 	free(list);
 	if (!mask)
@@ -79,7 +80,8 @@ static void parse_mask_channels(const char *arg, struct cmdline *cl)
 			unsigned char *m = realloc(cl->mask_ch, (size_t)c + 1);
 			if (!m)
 				nnp_dief(NNP_ENOMEM, "out of memory");
-			memset(m + cl->n_mask, 0, (size_t)(c + 1 - cl->n_mask));
+			else
+				memset(m + cl->n_mask, 0, (size_t)(c + 1 - cl->n_mask));
 			cl->mask_ch = m, cl->n_mask = c + 1;
 		}
 		cl->mask_ch[c] = 1;
@@ -232,7 +234,7 @@ static void colour(int16_t lab, unsigned char rgb[3])
 	if (lab < 0)
 		rgb[0] = 40, rgb[1] = 40, rgb[2] = 90;
 	else
-		memcpy(rgb, pal[(lab - 1) % 6], 3);
+		memcpy(rgb, pal[(lab > 0 ? lab - 1 : 0) % 6], 3);
 }
 
 /* Grey values (min-max of the panel) with labels > 0 (and -1) blended in. */

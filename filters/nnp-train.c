@@ -131,7 +131,7 @@ static void default_output(const struct cmdline *cl, const char *pre, char *out,
 	base = base ? base + 1 : pre;
 	if (!res || !*res)
 		nnp_usage_error("give -o FOLD_DIR or set $nnUNet_results");
-	if (snprintf(out, n, "%s/%s/%s__%s__%s/fold_%s", res, base, cl->t.trainer, cl->t.plans_name, cl->t.config,
+	else if (snprintf(out, n, "%s/%s/%s__%s__%s/fold_%s", res, base, cl->t.trainer, cl->t.plans_name, cl->t.config,
 		     cl->t.fold) >= (int)n)
 		nnp_usage_error("output path too long");
 }

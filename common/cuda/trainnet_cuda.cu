@@ -52,6 +52,8 @@
 #include <cuda_runtime.h>
 #include <cudnn.h>
 
+#include "cuda_check.h"
+
 extern "C" {
 #include "err.h"
 #include "net.h"
@@ -63,37 +65,7 @@ extern "C" {
 #define WS_MAX ((size_t)4 << 30)   /* skip algorithms wanting more workspace */
 #define MAX_ALGOS 8                /* >= every CUDNN_CONVOLUTION_*_ALGO_COUNT */
 
-/* ---- errors ---- */
-
-static int cu_fail(cudaError_t e, const char *what)
-{
-	int code = e == cudaErrorMemoryAllocation ? NNP_ENOMEM : NNP_EIO;
-	cudaGetLastError(); /* clear a non-sticky error */
-	return nnp_err(code, "CUDA: %s: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
-}
-
-static int dnn_fail(cudnnStatus_t s, const char *what)
-{
-	int code = s == CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED ? NNP_ENOMEM : NNP_EIO;
-	return nnp_err(code, "cuDNN: %s: %s (status %d)", what, cudnnGetErrorString(s), (int)s);
-}
-
-#define CU(call, what)                                         \
-	do {                                                   \
-		cudaError_t e_ = (call);                       \
-		if (e_ != cudaSuccess)                         \
-			return cu_fail(e_, what);              \
-	} while (0)
-
-#define DNN(call, what)                                        \
-	do {                                                   \
-		cudnnStatus_t s_ = (call);                     \
-		if (s_ != CUDNN_STATUS_SUCCESS)                \
-			return dnn_fail(s_, what);             \
-	} while (0)
-
-/* After a kernel launch: launch errors now, execution errors at the sync. */
-#define LAUNCHED(what) CU(cudaGetLastError(), what)
+/* ---- errors: cuda_check.h ---- */
 
 static const float k_one = 1.0f, k_zero = 0.0f;
 
