@@ -103,7 +103,7 @@ $(BUILD)/common $(BUILD)/cuda $(BUILD)/tools $(BUILD)/unit $(BIN):
 
 DEB_PKGS := build-essential libnifti2-dev libmsgpack-dev libjansson-dev libzip-dev libdnnl-dev nettle-dev libpng-dev zlib1g-dev \
             libcmocka-dev parallel python3 python3-msgpack python3-numpy python3-nibabel \
-            clang libclang-rt-14-dev time bc
+            clang libclang-rt-14-dev time bc procps
 deps:
 	@missing=""; for p in $(DEB_PKGS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \

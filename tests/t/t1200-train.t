@@ -110,6 +110,14 @@ test_expect_success 'plumbing form: a sample stream on stdin' '
 	test -s pipe/fold_0/checkpoint_final.nnpm &&
 	test $(($(wc -l <pipe/fold_0/training_log.tsv) - 1)) = 1
 '
+test_expect_success '-d DATASET: $nnUNet_preprocessed in, $nnUNet_results/<dataset>/TRAINER__PLANS__CONFIG/fold_F out' '
+	nnUNet_preprocessed=$PWD/pre nnUNet_results=$PWD/results nnp train -d 901 -p nnUNetPlans_small -c 2d_small -f 0 \
+		--epochs 1 --iters 2 --val-iters 1 --no-final-val &&
+	test -s results/Dataset901_Spheres/nnUNetTrainer__nnUNetPlans_small__2d_small/fold_0/checkpoint_final.nnpm &&
+	test -s results/Dataset901_Spheres/nnUNetTrainer__nnUNetPlans_small__2d_small/plans.json &&
+	t_code 2 env -u nnUNet_results nnp train --preprocessed "$P" -p nnUNetPlans_small -c 2d_small -f 0 &&
+	grep -q "set .nnUNet_results" stderr
+'
 test_expect_success 'refusals: existing training, --val without a final checkpoint, bad input' '
 	t_code 2 train -o res/fold_0 --epochs 2 && grep -q "already holds a training: --continue resumes it" stderr &&
 	t_code 1 train -o none/fold_0 --epochs 2 --val && grep -q "checkpoint_final.nnpm. does not exist" stderr &&
