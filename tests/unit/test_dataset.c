@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include "dataset.h"
 #include "err.h"
+#include "test_tmpdir.h"
 
 static const char json_ok[] =
 	"{\"channel_names\": {\"0\": \"T1\", \"1\": \"T2\"},"
@@ -77,11 +78,9 @@ static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ft
 static int setup(void **state)
 {
 	struct fx *x = calloc(1, sizeof *x);
-	const char *tmp = getenv("TMPDIR");
 	if (!x)
 		return -1;
-	snprintf(x->root, sizeof x->root, "%s/nnp-test-dataset-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-	if (!mkdtemp(x->root))
+	if (!test_tmpdir(x->root, sizeof x->root, "dataset"))
 		return -1;
 	snprintf(x->ds, sizeof x->ds, "%s/Dataset042_Test", x->root);
 	mkdirs(x->ds);

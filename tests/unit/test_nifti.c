@@ -14,14 +14,14 @@
 #include "err.h"
 #include "frame.h"
 #include "nifti.h"
+#include "test_tmpdir.h"
 
 static char dir[256];
 
 static int setup(void **state)
 {
 	(void)state;
-	snprintf(dir, sizeof dir, "%s/nnp-test-nifti-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	return mkdtemp(dir) ? 0 : -1;
+	return test_tmpdir(dir, sizeof dir, "nifti") ? 0 : -1;
 }
 
 static int teardown(void **state)

@@ -19,6 +19,7 @@
 #include <zip.h>
 #include "err.h"
 #include "pth.h"
+#include "test_tmpdir.h"
 
 #define RES "tests/fixtures/results/Dataset903_MultiChannel/nnUNetTrainer__nnUNetPlans_tiny__3d_fullres/"
 #define SD "tests/fixtures/inference/Dataset903_MultiChannel/state_dict.json"
@@ -135,7 +136,7 @@ static void ckpt_pickle(struct buf *b, int d0, int d1, int s0, int s1)
 	op(b, 'u'); op(b, '.');
 }
 
-static char tmpl[] = "/tmp/nnp-test-pth.XXXXXX";
+static char tmpbuf[512];
 static char *tmpdir;
 
 static const char *byteorder;   /* a PREFIX/byteorder entry when set */
@@ -327,7 +328,7 @@ static void test_mutations(void **state)
 static int setup(void **state)
 {
 	(void)state;
-	tmpdir = mkdtemp(tmpl);
+	tmpdir = test_tmpdir(tmpbuf, sizeof tmpbuf, "pth");
 	return tmpdir ? 0 : -1;
 }
 

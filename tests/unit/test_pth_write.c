@@ -30,6 +30,7 @@
 #include "model_export.h"
 #include "pth.h"
 #include "pth_write.h"
+#include "test_tmpdir.h"
 
 #define RES "tests/fixtures/results/Dataset903_MultiChannel/nnUNetTrainer__nnUNetPlans_tiny__3d_fullres/"
 #define SD "tests/fixtures/inference/Dataset903_MultiChannel/state_dict.json"
@@ -185,13 +186,13 @@ static void test_sticky_errors(void **state)
 	nnp_pkl_free(NULL);
 }
 
-static char tmpl[] = "/tmp/nnp-test-pthw.XXXXXX";
+static char tmpbuf[512];
 static char *tmpdir;
 
 static int setup(void **state)
 {
 	(void)state;
-	tmpdir = mkdtemp(tmpl);
+	tmpdir = test_tmpdir(tmpbuf, sizeof tmpbuf, "pthw");
 	return tmpdir ? 0 : -1;
 }
 

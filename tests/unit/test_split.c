@@ -20,6 +20,7 @@
 #include "err.h"
 #include "json.h"
 #include "split.h"
+#include "test_tmpdir.h"
 
 static json_t *kfold_fx, *rng_fx;
 
@@ -365,9 +366,7 @@ static void test_preprocessed_ids(void **state)
 	char **ids, from[PATH_MAX];
 	size_t n;
 	(void)state;
-	snprintf(tmpdir, sizeof tmpdir, "%s/nnp-test-split.XXXXXX",
-		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	assert_non_null(mkdtemp(tmpdir));
+	assert_non_null(test_tmpdir(tmpdir, sizeof tmpdir, "split"));
 	/* nothing yet */
 	assert_int_equal(nnp_preprocessed_ids(tmpdir, NULL, &ids, &n, from, sizeof from), NNP_OK);
 	assert_int_equal(n, 0);
@@ -420,9 +419,7 @@ static void test_split_make(void **state)
 	struct nnp_split_result r;
 	char pp[PATH_MAX * 2], raw[PATH_MAX * 2], out[PATH_MAX * 3], *s, *want;
 	(void)state;
-	snprintf(tmpdir, sizeof tmpdir, "%s/nnp-test-split.XXXXXX",
-		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	assert_non_null(mkdtemp(tmpdir));
+	assert_non_null(test_tmpdir(tmpdir, sizeof tmpdir, "split"));
 	for (int i = 0; i < 12; i++) {
 		char rel[128];
 		snprintf(rel, sizeof rel, "pp/Dataset901_Spheres/nnUNetPlans_3d_fullres/sph_%03d.b2nd", i);

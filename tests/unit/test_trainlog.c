@@ -20,6 +20,7 @@
 #include "bitfont.h"
 #include "err.h"
 #include "trainlog.h"
+#include "test_tmpdir.h"
 
 #define PW NNP_TRAINLOG_PNG_W
 #define PH NNP_TRAINLOG_PNG_H
@@ -31,9 +32,7 @@ static char tmpdir[256];
 static int setup(void **state)
 {
 	(void)state;
-	snprintf(tmpdir, sizeof tmpdir, "%s/test_trainlog.XXXXXX",
-		 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	return mkdtemp(tmpdir) ? 0 : -1;
+	return test_tmpdir(tmpdir, sizeof tmpdir, "trainlog") ? 0 : -1;
 }
 
 static int teardown(void **state)

@@ -17,6 +17,7 @@
 #include "json.h"
 #include "nifti.h"
 #include "verify.h"
+#include "test_tmpdir.h"
 
 static char root[256];   /* mkdtemp folder */
 static char ds[512];     /* root/Dataset042_Unit */
@@ -31,8 +32,7 @@ static const char json_fmt[] =
 static int setup(void **state)
 {
 	(void)state;
-	snprintf(root, sizeof root, "%s/nnp-test-verify-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-	if (!mkdtemp(root))
+	if (!test_tmpdir(root, sizeof root, "verify"))
 		return -1;
 	snprintf(ds, sizeof ds, "%s/Dataset042_Unit", root);
 	return 0;
