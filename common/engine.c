@@ -1126,16 +1126,10 @@ int nnp_engine_create(const struct nnp_net_graph *g, const struct nnp_param_src 
 	e->block = cpu_block();
 	e->nxc = e->prec == NNP_PREC_BF16;
 	e->profile = getenv("NNP_ENGINE_PROFILE") != NULL;
-	e->g = *g;
-	e->g.ops = malloc((size_t)g->nops * sizeof *g->ops);
-	e->g.tensors = malloc((size_t)g->ntensors * sizeof *g->tensors);
-	e->w = calloc((size_t)g->nops, sizeof *e->w);
-	if (!e->g.ops || !e->g.tensors || !e->w) {
+	if ((rc = nnp_net_graph_copy(g, &e->g)) || !(e->w = calloc((size_t)g->nops, sizeof *e->w))) {
 		nnp_engine_free(e);
-		return nnp_err(NNP_ENOMEM, "network: out of memory");
+		return rc ? rc : nnp_err(NNP_ENOMEM, "network: out of memory");
 	}
-	memcpy(e->g.ops, g->ops, (size_t)g->nops * sizeof *g->ops);
-	memcpy(e->g.tensors, g->tensors, (size_t)g->ntensors * sizeof *g->tensors);
 	for (int i = 0; i < g->nops && !rc; i++)
 		rc = load_op(g, &g->ops[i], params, &e->w[i]);
 #ifdef NNP_HAVE_CUDA

@@ -390,6 +390,20 @@ void nnp_net_graph_release(struct nnp_net_graph *g)
 	g->nops = g->ntensors = 0;
 }
 
+int nnp_net_graph_copy(const struct nnp_net_graph *g, struct nnp_net_graph *c)
+{
+	*c = *g;
+	c->ops = malloc((size_t)g->nops * sizeof *c->ops);
+	c->tensors = malloc((size_t)g->ntensors * sizeof *c->tensors);
+	if (!c->ops || !c->tensors) {
+		nnp_net_graph_release(c);
+		return nnp_err(NNP_ENOMEM, "network graph: out of memory");
+	}
+	memcpy(c->ops, g->ops, (size_t)g->nops * sizeof *c->ops);
+	memcpy(c->tensors, g->tensors, (size_t)g->ntensors * sizeof *c->tensors);
+	return NNP_OK;
+}
+
 int64_t nnp_net_level_div(const struct nnp_net_arch *a, int level, int d)
 {
 	int64_t div = 1;

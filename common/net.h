@@ -94,6 +94,9 @@ struct nnp_net_graph {
 
 int nnp_net_graph_build(const struct nnp_net_arch *a, struct nnp_net_graph *g);
 void nnp_net_graph_release(struct nnp_net_graph *g);
+/* A deep copy of g into *c (released with nnp_net_graph_release); NNP_ENOMEM
+ * leaves *c released. */
+int nnp_net_graph_copy(const struct nnp_net_graph *g, struct nnp_net_graph *c);
 
 /* Cumulative stride of a level along axis d (product of strides[0..level]). */
 int64_t nnp_net_level_div(const struct nnp_net_arch *a, int level, int d);

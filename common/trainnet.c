@@ -1163,23 +1163,6 @@ int nnp_tnet_backward(struct nnp_tnet *t, const float *const *dout)
 
 /* ---- lifecycle ---- */
 
-static int copy_graph(const struct nnp_net_graph *g, struct nnp_net_graph *c)
-{
-	*c = *g;
-	c->ops = malloc((size_t)g->nops * sizeof *c->ops);
-	c->tensors = malloc((size_t)g->ntensors * sizeof *c->tensors);
-	if (!c->ops || !c->tensors) {
-		free(c->ops);
-		free(c->tensors);
-		c->ops = NULL;
-		c->tensors = NULL;
-		return nnp_err(NNP_ENOMEM, "training network: out of memory");
-	}
-	memcpy(c->ops, g->ops, (size_t)g->nops * sizeof *c->ops);
-	memcpy(c->tensors, g->tensors, (size_t)g->ntensors * sizeof *c->tensors);
-	return NNP_OK;
-}
-
 static int create_params(struct nnp_tnet *t, const struct nnp_param_src *init, uint32_t seed)
 {
 	struct nnp_aug_rng r;
@@ -1205,7 +1188,7 @@ int nnp_tnet_create(const struct nnp_net_graph *g, const struct nnp_param_src *i
 	*out = NULL;
 	if (!t)
 		return nnp_err(NNP_ENOMEM, "training network: out of memory");
-	if ((rc = copy_graph(g, &t->g))) {
+	if ((rc = nnp_net_graph_copy(g, &t->g))) {
 		free(t);
 		return rc;
 	}

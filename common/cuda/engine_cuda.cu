@@ -814,16 +814,10 @@ extern "C" int nnp_cuda_engine_create(const struct nnp_net_graph *g, const struc
 	e->device = o->device;
 	e->prec = o->prec;
 	e->profile = getenv("NNP_ENGINE_PROFILE") != NULL;
-	e->g = *g;
-	e->g.ops = (struct nnp_op *)malloc((size_t)g->nops * sizeof *g->ops);
-	e->g.tensors = (struct nnp_tensor_info *)malloc((size_t)g->ntensors * sizeof *g->tensors);
-	e->w = (struct dweights *)calloc((size_t)g->nops, sizeof *e->w);
-	if (!e->g.ops || !e->g.tensors || !e->w) {
+	if ((rc = nnp_net_graph_copy(g, &e->g)) || !(e->w = (struct dweights *)calloc((size_t)g->nops, sizeof *e->w))) {
 		nnp_cuda_engine_free(e);
-		return nnp_err(NNP_ENOMEM, "network: out of memory");
+		return rc ? rc : nnp_err(NNP_ENOMEM, "network: out of memory");
 	}
-	memcpy(e->g.ops, g->ops, (size_t)g->nops * sizeof *g->ops);
-	memcpy(e->g.tensors, g->tensors, (size_t)g->ntensors * sizeof *g->tensors);
 	if ((ce = cudaSetDevice(e->device)) != cudaSuccess)
 		rc = cu_fail(ce, "cannot select the GPU");
 	if (!rc && (ce = cudaStreamCreateWithFlags(&e->stream, cudaStreamNonBlocking)) != cudaSuccess)

@@ -1390,23 +1390,6 @@ static int check_device(int device)
 	return NNP_OK;
 }
 
-static int copy_graph(const struct nnp_net_graph *g, struct nnp_net_graph *c)
-{
-	*c = *g;
-	c->ops = (struct nnp_op *)malloc((size_t)g->nops * sizeof *c->ops);
-	c->tensors = (struct nnp_tensor_info *)malloc((size_t)g->ntensors * sizeof *c->tensors);
-	if (!c->ops || !c->tensors) {
-		free(c->ops);
-		free(c->tensors);
-		c->ops = NULL;
-		c->tensors = NULL;
-		return nnp_err(NNP_ENOMEM, "training network: out of memory");
-	}
-	memcpy(c->ops, g->ops, (size_t)g->nops * sizeof *c->ops);
-	memcpy(c->tensors, g->tensors, (size_t)g->ntensors * sizeof *c->tensors);
-	return NNP_OK;
-}
-
 static int open_device(struct nnp_cuda_tnet *t)
 {
 	cudnnStatus_t ds;
@@ -1433,7 +1416,7 @@ extern "C" int nnp_cuda_tnet_create(const struct nnp_net_graph *g, int device, s
 	t->device = device;
 	t->prec = NNP_PREC_FP32;
 	t->profile = getenv("NNP_TNET_PROFILE") != NULL;
-	if ((rc = copy_graph(g, &t->g))) {
+	if ((rc = nnp_net_graph_copy(g, &t->g))) {
 		free(t);
 		return rc;
 	}
