@@ -967,6 +967,23 @@ static int blob_at(const unsigned char *base, size_t len, size_t *pos, const jso
 	return NNP_OK;
 }
 
+/* The payloads lie at any byte offset of the mapped file: hand them out as
+ * copies at 16-byte aligned addresses (one buffer, *copies, freed by the caller). */
+static int align_blobs(struct nnp_model_blob *ex, int nex, unsigned char **copies)
+{
+	size_t total = 0, off = 0;
+	for (int i = 0; i < nex; i++)
+		total += ((size_t)ex[i].nbytes + 15) / 16 * 16;
+	if (!(*copies = aligned_alloc(16, total ? total : 16)))
+		return nnp_err(NNP_ENOMEM, "model file: out of memory");
+	for (int i = 0; i < nex; i++) {
+		memcpy(*copies + off, ex[i].data, (size_t)ex[i].nbytes);
+		ex[i].data = *copies + off;
+		off += ((size_t)ex[i].nbytes + 15) / 16 * 16;
+	}
+	return NNP_OK;
+}
+
 int nnp_model_file_visit(const char *path, const char *fold, nnp_model_visit_fn fn, void *ctx)
 {
 	const unsigned char *base;
@@ -975,6 +992,7 @@ int nnp_model_file_visit(const char *path, const char *fold, nnp_model_visit_fn 
 	const json_t *fj, *ej;
 	struct file_fold f, pick = { 0 };
 	struct nnp_model_blob ex[16];
+	unsigned char *copies = NULL;
 	int rc, found = 0, nex = 0;
 
 	if ((rc = map_file(path, &base, &len)))
@@ -1004,9 +1022,10 @@ int nnp_model_file_visit(const char *path, const char *fold, nnp_model_visit_fn 
 			goto done;
 		ex[nex++] = (struct nnp_model_blob){ json_string_value(json_object_get(ej, "name")), d, n };
 	}
-	{
+	if (!(rc = align_blobs(ex, nex, &copies))) {
 		struct nnp_param_src src = { &pick, file_get };
 		rc = fn(ctx, h, &src, ex, nex);
+		free(copies);
 	}
 done:
 	json_decref(h);

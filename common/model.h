@@ -104,7 +104,8 @@ int nnp_model_write(const char *out, const json_t *header, const struct nnp_net_
 		    const struct nnp_param_src *src, const struct nnp_model_blob *extra, int nextra, int force);
 /* Open a model file, verify the wanted fold (NULL = the first) and every
  * extra payload against their sha256, and call fn with the header, the
- * fold's parameters and the extras, all valid during the call only.
+ * fold's parameters and the extras (16-byte aligned copies), all valid
+ * during the call only.
  * Returns fn's result, or NNP_EDATA naming the file (truncated, corrupt). */
 typedef int (*nnp_model_visit_fn)(void *ctx, const json_t *header, const struct nnp_param_src *params,
 				  const struct nnp_model_blob *extra, int nextra);

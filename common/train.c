@@ -599,25 +599,11 @@ static int restore_extra(struct trainer *t, const struct nnp_model_blob *extra, 
 		return nnp_err(NNP_EDATA, "checkpoint: the optimizer state or the log is missing");
 	if (has->nbytes != (uint64_t)t->sgd.np || mom->nbytes % sizeof(float))
 		return nnp_err(NNP_EDATA, "checkpoint: optimizer state of the wrong size");
-	/* the payloads sit at any byte offset of the mapped file: aligned copies */
-	float *m = malloc((size_t)mom->nbytes + 1);
-	double *l = malloc((size_t)lg->nbytes + 1);
-	if (!m || !l) {
-		free(m);
-		free(l);
-		return nnp_err(NNP_ENOMEM, "checkpoint: out of memory");
-	}
-	memcpy(m, mom->data, (size_t)mom->nbytes);
-	memcpy(l, lg->data, (size_t)lg->nbytes);
-	rc = nnp_sgd_import(&t->sgd, m, has->data, (int64_t)(mom->nbytes / sizeof(float)));
-	if (!rc) {
-		nnp_trainlog_release(&t->log);
-		rc = nnp_trainlog_from_flat(&t->log, l, (size_t)(lg->nbytes / sizeof(double)),
-					    (const char *const *)t->class_names);
-	}
-	free(m);
-	free(l);
-	return rc;
+	if ((rc = nnp_sgd_import(&t->sgd, mom->data, has->data, (int64_t)(mom->nbytes / sizeof(float)))))
+		return rc;
+	nnp_trainlog_release(&t->log);
+	return nnp_trainlog_from_flat(&t->log, lg->data, (size_t)(lg->nbytes / sizeof(double)),
+				      (const char *const *)t->class_names);
 }
 
 static int ckpt_visit(void *ctx, const json_t *h, const struct nnp_param_src *params,
