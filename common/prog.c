@@ -338,3 +338,17 @@ void nnp_progress_end(struct nnp_progress *p)
 	fputc('\n', stderr);
 	p->active = 0;
 }
+
+void nnp_self_dir(char *dir, size_t n)
+{
+	ssize_t k = readlink("/proc/self/exe", dir, n - 1);
+	char *slash;
+	if (k <= 0) {
+		dir[0] = '\0';
+		return;
+	}
+	dir[k] = '\0';
+	slash = strrchr(dir, '/');
+	if (slash)
+		*slash = '\0';
+}

@@ -65,6 +65,9 @@ double nnp_parse_double(const char *opt, const char *s);
 unsigned long long nnp_parse_size(const char *opt, const char *s);
 /* Monotonic clock in seconds. */
 double nnp_now(void);
+/* The directory of this program's executable (/proc/self/exe) into dir;
+ * "" when it cannot be found.  Siblings (nnp-NAME) are looked up there. */
+void nnp_self_dir(char *dir, size_t n);
 /* Physical memory in bytes (0 if unknown). */
 unsigned long long nnp_phys_mem(void);
 

@@ -136,17 +136,6 @@ static void default_output(const struct cmdline *cl, const char *pre, char *out,
 		nnp_usage_error("output path too long");
 }
 
-static void self_dir(char *dir, size_t n)
-{
-	ssize_t k = readlink("/proc/self/exe", dir, n - 1);
-	char *slash;
-	if (k <= 0)
-		nnp_dief(NNP_EIO, "cannot find this program's directory (/proc/self/exe)");
-	dir[k] = '\0';
-	if ((slash = strrchr(dir, '/')))
-		*slash = '\0';
-}
-
 static volatile sig_atomic_t stop_signal;
 
 static void on_stop(int sig)
@@ -185,7 +174,9 @@ int main(int argc, char **argv)
 		default_output(&cl, pre, out, sizeof out);
 	if (cl.t.train_stream && !strcmp(cl.t.train_stream, "-"))
 		nnp_refuse_tty_stdin();
-	self_dir(bin, sizeof bin);
+	nnp_self_dir(bin, sizeof bin);
+	if (!bin[0])
+		nnp_dief(NNP_EIO, "cannot find this program's directory (/proc/self/exe)");
 	cl.t.pre_dir = pre;
 	cl.t.out_dir = out;
 	cl.t.bin_dir = bin;

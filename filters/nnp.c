@@ -9,20 +9,6 @@
 #include <unistd.h>
 #include "prog.h"
 
-static void self_dir(char *dir, size_t n)
-{
-	ssize_t k = readlink("/proc/self/exe", dir, n - 1);
-	char *slash;
-	if (k <= 0) {
-		dir[0] = '\0';
-		return;
-	}
-	dir[k] = '\0';
-	slash = strrchr(dir, '/');
-	if (slash)
-		*slash = '\0';
-}
-
 static int cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
@@ -91,7 +77,7 @@ static void run(const char *dir, const char *cmd, char **argv)
 int main(int argc, char **argv)
 {
 	char dir[PATH_MAX];
-	self_dir(dir, sizeof dir);
+	nnp_self_dir(dir, sizeof dir);
 	if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") ||
 	    (!strcmp(argv[1], "help") && argc == 2)) {
 		usage(dir);
