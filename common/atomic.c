@@ -1,6 +1,7 @@
 /* atomic.c — temp-then-rename output files with signal-time cleanup. */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -172,5 +173,56 @@ int nnp_write_all(int fd, const void *buf, size_t n, const char *name)
 		p += k;
 		n -= (size_t)k;
 	}
+	return NNP_OK;
+}
+
+int nnp_copy_file(const char *src, const char *dst, int force, int hardlink)
+{
+	struct nnp_atomic a;
+	char buf[1 << 16];
+	int in, rc = NNP_OK;
+	if (hardlink && !force && link(src, dst) == 0)
+		return NNP_OK;
+	if ((in = open(src, O_RDONLY | O_CLOEXEC)) < 0)
+		return nnp_err(NNP_EIO, "cannot open '%s': %s", src, strerror(errno));
+	if ((rc = nnp_atomic_open(&a, dst, force))) {
+		close(in);
+		return rc;
+	}
+	for (;;) {
+		ssize_t k = read(in, buf, sizeof buf);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0) {
+			rc = nnp_err(NNP_EIO, "cannot read '%s': %s", src, strerror(errno));
+			break;
+		}
+		if (k == 0 || (rc = nnp_write_all(a.fd, buf, (size_t)k, dst)))
+			break;
+	}
+	close(in);
+	if (rc) {
+		nnp_atomic_abort(&a);
+		return rc;
+	}
+	return nnp_atomic_commit(&a);
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	return (flag == FTW_DP ? rmdir(path) : unlink(path)) ? -1 : 0;
+}
+
+int nnp_rmtree(const char *dir)
+{
+	struct stat st;
+	if (lstat(dir, &st) != 0)
+		return errno == ENOENT ? NNP_OK : nnp_err(NNP_EIO, "cannot remove '%s': %s", dir, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return unlink(dir) ? nnp_err(NNP_EIO, "cannot remove '%s': %s", dir, strerror(errno)) : NNP_OK;
+	if (nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+		return nnp_err(NNP_EIO, "cannot remove '%s': %s", dir, strerror(errno));
 	return NNP_OK;
 }

@@ -35,6 +35,11 @@ int nnp_path_join(char *out, size_t len, const char *dir, const char *name);
 
 /* mkdir -p */
 int nnp_mkdirs(const char *dir);
+/* Copy file src to dst (same bytes, streamed), atomically; force: replace
+ * an existing dst.  hardlink: try link(2) first (no copy on one file system). */
+int nnp_copy_file(const char *src, const char *dst, int force, int hardlink);
+/* rm -r dir (no-op when it does not exist; symlinks are removed, not followed). */
+int nnp_rmtree(const char *dir);
 /* Write a whole buffer to fd, retrying on EINTR/short writes. */
 int nnp_write_all(int fd, const void *buf, size_t n, const char *name);
 

@@ -1019,3 +1019,10 @@ char *nnp_dataset_path(const char *dir, const char *path)
 	free(e);
 	return r;
 }
+
+int nnp_is_probabilities_name(const char *name, const char *ending)
+{
+	size_t n = strlen(name), e = strlen(ending), k = strlen(NNP_PROBABILITIES_SUFFIX);
+	return n >= e + k && !strcmp(name + n - e, ending) &&
+	       !strncmp(name + n - e - k, NNP_PROBABILITIES_SUFFIX, k);
+}

@@ -66,5 +66,11 @@ void nnp_cases_free(struct nnp_case *cases, size_t n);
  * taken from the dataset folder dir.  Returns a malloc'ed string the
  * caller frees; NULL (with nnp_err set) on failure. */
 char *nnp_dataset_path(const char *dir, const char *path);
+/* The probabilities file name of a prediction folder: CASE + this +
+ * file_ending (nnp export --save-probabilities | nnp write). */
+#define NNP_PROBABILITIES_SUFFIX "_probabilities"
+/* 1 when file name name is a probabilities file (CASE_probabilities +
+ * ending), never a segmentation: folder listings of segmentations skip it. */
+int nnp_is_probabilities_name(const char *name, const char *ending);
 
 #endif

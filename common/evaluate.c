@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "atomic.h"
+#include "dataset.h"
 #include "err.h"
 #include "evaluate.h"
 #include "json.h"
@@ -1378,8 +1379,9 @@ static int list_files(const char *dir, const char *ending, char ***out, size_t *
 		return nnp_err(NNP_EDATA, "cannot open folder '%s': %s", dir, strerror(errno));
 	while (!rc && (e = readdir(d))) {
 		char *p;
-		if (!ends_with(e->d_name, ending) || !strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-			continue;
+		if (!ends_with(e->d_name, ending) || !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
+		    nnp_is_probabilities_name(e->d_name, ending))
+			continue; /* CASE_probabilities<ending> is not a segmentation */
 		if (!(p = py_join(dir, e->d_name))) {
 			rc = oom();
 			break;

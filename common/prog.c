@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -337,6 +338,24 @@ void nnp_progress_end(struct nnp_progress *p)
 	progress_draw(p);
 	fputc('\n', stderr);
 	p->active = 0;
+}
+
+int nnp_spawn_wait(char *const argv[])
+{
+	int st;
+	pid_t pid;
+	fflush(NULL);
+	if ((pid = fork()) < 0)
+		return nnp_err(NNP_EIO, "cannot start '%s': %s", argv[0], strerror(errno));
+	if (pid == 0) {
+		execvp(argv[0], argv);
+		fprintf(stderr, "%s: error: cannot run '%s': %s\n", nnp_progname(), argv[0], strerror(errno));
+		_exit(127);
+	}
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return nnp_err(NNP_EIO, "waiting for '%s': %s", argv[0], strerror(errno));
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
 }
 
 void nnp_self_dir(char *dir, size_t n)

@@ -68,6 +68,10 @@ double nnp_now(void);
 /* The directory of this program's executable (/proc/self/exe) into dir;
  * "" when it cannot be found.  Siblings (nnp-NAME) are looked up there. */
 void nnp_self_dir(char *dir, size_t n);
+/* Run argv[0] (a path, or a name searched in PATH) with argv and wait:
+ * its exit status (0..255; 128+signal when killed), or <0 with nnp_err
+ * set when it cannot be started. */
+int nnp_spawn_wait(char *const argv[]);
 /* Physical memory in bytes (0 if unknown). */
 unsigned long long nnp_phys_mem(void);
 

@@ -691,67 +691,6 @@ static int raw_splits_file(const struct nnp_split_opts *o, char *path, size_t le
 	return NNP_OK;
 }
 
-/* Whole small file into a malloc'ed buffer. */
-static int slurp(const char *path, char **buf, size_t *len)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	struct stat st;
-	size_t got = 0;
-	char *b;
-
-	if (fd < 0)
-		return nnp_err(NNP_EDATA, "cannot open '%s': %s", path, strerror(errno));
-	if (fstat(fd, &st) != 0 || (long long)st.st_size > NNP_SPLIT_JSON_MAX) {
-		close(fd);
-		return nnp_err(NNP_EDATA, "'%s': cannot read (or larger than %lld bytes)", path,
-			       NNP_SPLIT_JSON_MAX);
-	}
-	if (!(b = malloc((size_t)st.st_size + 1))) {
-		close(fd);
-		return oom();
-	}
-	while (got < (size_t)st.st_size) {
-		ssize_t k = read(fd, b + got, (size_t)st.st_size - got);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0) {
-			int e = errno;
-			free(b);
-			close(fd);
-			return nnp_err(NNP_EDATA, "cannot read '%s': %s", path,
-				       k < 0 ? strerror(e) : "file shrank while reading");
-		}
-		got += (size_t)k;
-	}
-	close(fd);
-	*buf = b;
-	*len = got;
-	return NNP_OK;
-}
-
-/* shutil.copy of the raw splits file: the same bytes, atomically. */
-static int copy_file(const char *src, const char *dst, int force)
-{
-	struct nnp_atomic a;
-	char *buf = NULL;
-	size_t len = 0;
-	int rc;
-
-	if ((rc = slurp(src, &buf, &len)))
-		return rc;
-	if ((rc = nnp_atomic_open(&a, dst, force))) {
-		free(buf);
-		return rc;
-	}
-	rc = nnp_write_all(a.fd, buf, len, dst);
-	free(buf);
-	if (rc) {
-		nnp_atomic_abort(&a);
-		return rc;
-	}
-	return nnp_atomic_commit(&a);
-}
-
 void nnp_split_result_release(struct nnp_split_result *r)
 {
 	if (!r)
@@ -804,7 +743,7 @@ static int make_new(const struct nnp_split_opts *o, const char *rawsplits,
 		set_str(r->copied_from, sizeof r->copied_from, rawsplits);
 		rc = nnp_splits_load(rawsplits, ids, n, &r->splits);
 		if (!rc && o->write)
-			rc = copy_file(rawsplits, r->out, o->force);
+			rc = nnp_copy_file(rawsplits, r->out, o->force, 0);
 	} else {
 		r->action = NNP_SPLIT_CREATED;
 		if ((rc = nnp_kfold(n, o->folds, o->seed, &folds)))

@@ -291,7 +291,7 @@ static int stream_cmd(const struct trainer *t, int val, int epoch, int iters, ch
 	if (c->aug_threads > 0)
 		snprintf(jobs, sizeof jobs, " -j %d", c->aug_threads);
 	if (snprintf(cmd, n,
-		     "exec 2>&1; %s/nnp-sample -q --preprocessed %s -p %s -c %s --fold %s --split %s "
+		     "%s/nnp-sample -q --preprocessed %s -p %s -c %s --fold %s --split %s "
 		     "--seed %llu -n %d -b %d | %s/nnp-augment -q --seed %llu%s%s%s",
 		     bin, pre, c->plans_name, c->config, c->fold, val ? "val" : "train", (unsigned long long)s, iters,
 		     t->B, bin, (unsigned long long)s, val ? " --none" : "", mask, jobs) >= (int)n)
@@ -810,8 +810,9 @@ static int validation_script(const struct trainer *t, char *const *ids, size_t n
 {
 	const struct nnp_train_cfg *c = t->c;
 	const char *ending = json_string_value(json_object_get(t->dataset, "file_ending"));
-	char bin[4200], pre[4200], dir[4200], q[4200];
-	size_t cap = 8192 + n * 2 * 9000, len = 0;
+	const char *e = ending ? ending : ".nii.gz";
+	char bin[4200], pre[4200], dir[4200], q[4200], tp[4200], ts[4200];
+	size_t cap = 8192 + n * 4 * 9000, len = 0;
 	char *s = malloc(cap);
 	int rc;
 	if (!s)
@@ -822,18 +823,40 @@ static int validation_script(const struct trainer *t, char *const *ids, size_t n
 		return rc;
 	}
 	len += (size_t)snprintf(s + len, cap - len, "set -e -o pipefail; mkdir -p %s/validation\n", dir);
+	if (c->save_probabilities)
+		len += (size_t)snprintf(s + len, cap - len,
+					"T=%s/validation/.nnp-tmp; rm -rf \"$T\"; mkdir -p \"$T\"; trap 'rm -rf \"$T\"' EXIT\n",
+					dir);
 	for (size_t i = 0; i < n; i++) {
 		char file[4200];
-		snprintf(file, sizeof file, "%s/validation/%s%s", c->out_dir, ids[i], ending ? ending : ".nii.gz");
+		snprintf(file, sizeof file, "%s/validation/%s%s", c->out_dir, ids[i], e);
 		if ((rc = shq(q, sizeof q, file))) {
 			free(s);
 			return rc;
 		}
 		len += (size_t)snprintf(s + len, cap - len,
 					"%s/nnp-select --role image %s/%s/%s.nnp | %s/nnp-infer -q -m %s/checkpoint_final.nnpm"
-					" | %s/nnp-export -q -p %s/%s.json -c %s --dataset-json %s/dataset.json"
-					" | %s/nnp-write -q -f -o %s\n",
-					bin, pre, data, ids[i], bin, dir, bin, pre, c->plans_name, c->config, pre, bin, q);
+					" | %s/nnp-export -q -p %s/%s.json -c %s --dataset-json %s/dataset.json%s",
+					bin, pre, data, ids[i], bin, dir, bin, pre, c->plans_name, c->config, pre,
+					c->save_probabilities ? " --save-probabilities" : "");
+		if (!c->save_probabilities) {
+			len += (size_t)snprintf(s + len, cap - len, " | %s/nnp-write -q -f -o %s\n", bin, q);
+			continue;
+		}
+		/* seg + probabilities into a private folder, then both renamed into place */
+		snprintf(file, sizeof file, "%s/validation/.nnp-tmp/%s_probabilities%s", c->out_dir, ids[i], e);
+		if ((rc = shq(tp, sizeof tp, file)))
+			break;
+		snprintf(file, sizeof file, "%s/validation/.nnp-tmp/%s_seg%s", c->out_dir, ids[i], e);
+		if ((rc = shq(ts, sizeof ts, file)))
+			break;
+		len += (size_t)snprintf(s + len, cap - len,
+					" | %s/nnp-write -q -f -o \"$T/\"\nmv -f %s %s/validation/ && mv -f %s %s\n",
+					bin, tp, dir, ts, q);
+	}
+	if (rc) {
+		free(s);
+		return rc;
 	}
 	snprintf(s + len, cap - len,
 		 "%s/nnp-evaluate -q -f --chill %s/validation %s/gt_segmentations --dataset-json %s/dataset.json "
@@ -1077,6 +1100,31 @@ static void trainer_release(struct trainer *t)
 	json_decref(t->dataset);
 }
 
+/* splits_final.json: nnU-Net's trainer makes it on first use (do_split),
+ * KFold(5, seed 12345) over the preprocessed cases of this configuration. */
+static int ensure_splits(const struct trainer *t)
+{
+	struct nnp_split_opts o;
+	struct nnp_split_result r;
+	char data[512];
+	int rc;
+	if (!strcmp(t->c->fold, "all") || t->c->train_stream)
+		return NNP_OK;
+	data_folder(t, data, sizeof data);
+	memset(&o, 0, sizeof o);
+	o.dir = t->c->pre_dir;
+	o.data = data;
+	o.write = 1;
+	o.folds = 5;
+	o.seed = 12345;
+	if ((rc = nnp_split_make(&o, &r)))
+		return rc;
+	if (r.action == NNP_SPLIT_CREATED)
+		nnp_info("created %s (5-fold cross-validation of %zu cases)", r.out, r.ncases);
+	nnp_split_result_release(&r);
+	return NNP_OK;
+}
+
 int nnp_train_run(const struct nnp_train_cfg *c)
 {
 	struct trainer t;
@@ -1086,7 +1134,8 @@ int nnp_train_run(const struct nnp_train_cfg *c)
 	memset(&t, 0, sizeof t);
 	t.c = c;
 	t.best_ema = t.ema = NAN;
-	if ((rc = load_jsons(&t)) || (rc = setup_config(&t)) || (rc = check_memory(&t)) || (rc = mkdirs(c->out_dir)) ||
+	if ((rc = load_jsons(&t)) || (rc = setup_config(&t)) || (rc = check_memory(&t)) || (rc = ensure_splits(&t)) ||
+	    (rc = mkdirs(c->out_dir)) ||
 	    (rc = copy_to_model_folder(&t)) || (rc = setup_classes(&t)) || (rc = start_state(&t, &finished)) ||
 	    (rc = setup_buffers(&t)) || (c->device >= 0 && (rc = nnp_tnet_set_device(t.net, c->device))))
 		goto out;

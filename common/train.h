@@ -50,6 +50,7 @@ struct nnp_train_cfg {
 	int resume;                 /* --continue */
 	int final_val;              /* run the final validation */
 	int val_only;               /* --val: only the final validation (needs checkpoint_final) */
+	int save_probabilities;     /* --npz: validation/CASE_probabilities<ending> too */
 	double initial_lr;
 	int device;                 /* -1 CPU, >= 0 CUDA device (trainnet_cuda.h) */
 	volatile sig_atomic_t *stop; /* set by a signal handler: checkpoint and return NNP_EINTR */

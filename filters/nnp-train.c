@@ -40,6 +40,8 @@ static const struct nnp_proginfo info = {
 		"      --continue, --c      resume from checkpoint_final/_latest/_best\n"
 		"      --val                only the final validation (needs checkpoint_final)\n"
 		"      --no-final-val       skip the final validation\n"
+		"      --npz, --save-probabilities  the final validation also writes\n"
+		"                           validation/CASE_probabilities (for nnp find-best's ensembles)\n"
 		"      --stream FILE|-      training samples from this stream (nnp augment output)\n"
 		"                           instead of starting nnp sample | nnp augment per epoch\n"
 		"      --aug-threads N      -j of the nnp augment the trainer starts\n"
@@ -64,7 +66,7 @@ struct cmdline {
 static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 {
 	enum { O_PRE = 256, O_EPOCHS, O_ITERS, O_VITERS, O_SAVE, O_LR, O_SEED, O_CONT, O_VAL, O_NOVAL, O_STREAM,
-	       O_AUGJ, O_DEVICE, O_TRAINER };
+	       O_AUGJ, O_DEVICE, O_TRAINER, O_NPZ };
 	static const struct option opts[] = {
 		{ "dataset", required_argument, NULL, 'd' }, { "preprocessed", required_argument, NULL, O_PRE },
 		{ "configuration", required_argument, NULL, 'c' }, { "fold", required_argument, NULL, 'f' },
@@ -77,7 +79,8 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		{ "c", no_argument, NULL, O_CONT }, { "val", no_argument, NULL, O_VAL },
 		{ "no-final-val", no_argument, NULL, O_NOVAL }, { "stream", required_argument, NULL, O_STREAM },
 		{ "aug-threads", required_argument, NULL, O_AUGJ }, { "device", required_argument, NULL, O_DEVICE },
-		{ "threads", required_argument, NULL, 'j' }, { NULL, 0, NULL, 0 }
+		{ "threads", required_argument, NULL, 'j' }, { "npz", no_argument, NULL, O_NPZ },
+		{ "save-probabilities", no_argument, NULL, O_NPZ }, { NULL, 0, NULL, 0 }
 	};
 	int c;
 	memset(cl, 0, sizeof *cl);
@@ -105,6 +108,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		case O_CONT: cl->t.resume = 1; break;
 		case O_VAL: cl->t.val_only = 1; break;
 		case O_NOVAL: cl->t.final_val = 0; break;
+		case O_NPZ: cl->t.save_probabilities = 1; break;
 		case O_STREAM: cl->t.train_stream = optarg; break;
 		case O_AUGJ: cl->t.aug_threads = nnp_threads_from_arg(optarg); break;
 		case O_DEVICE: cl->device = optarg; break;
