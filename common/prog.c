@@ -340,6 +340,34 @@ void nnp_progress_end(struct nnp_progress *p)
 	p->active = 0;
 }
 
+int nnp_shell_quote(char *buf, size_t n, const char *s, int bare)
+{
+	size_t k = 0;
+	if (bare && *s && strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				   "0123456789/._-+:,=@%") == strlen(s)) {
+		if (strlen(s) >= n)
+			return nnp_err(NNP_EUSAGE, "argument too long for a command line");
+		memcpy(buf, s, strlen(s) + 1);
+		return NNP_OK;
+	}
+	if (n < 3)
+		return nnp_err(NNP_EUSAGE, "argument too long for a command line");
+	buf[k++] = '\'';
+	for (; *s && k + 5 < n; s++) {
+		if (*s == '\'') {
+			memcpy(buf + k, "'\\''", 4);
+			k += 4;
+		} else {
+			buf[k++] = *s;
+		}
+	}
+	if (*s || k + 2 > n)
+		return nnp_err(NNP_EUSAGE, "argument too long for a command line");
+	buf[k++] = '\'';
+	buf[k] = '\0';
+	return NNP_OK;
+}
+
 int nnp_spawn_wait(char *const argv[])
 {
 	int st;

@@ -72,6 +72,10 @@ void nnp_self_dir(char *dir, size_t n);
  * its exit status (0..255; 128+signal when killed), or <0 with nnp_err
  * set when it cannot be started. */
 int nnp_spawn_wait(char *const argv[]);
+/* s quoted for a POSIX shell into buf ('...' with '\'' for quotes); bare:
+ * leave a string of only safe characters unquoted.  NNP_EUSAGE (recorded)
+ * when it does not fit in n bytes. */
+int nnp_shell_quote(char *buf, size_t n, const char *s, int bare);
 /* Physical memory in bytes (0 if unknown). */
 unsigned long long nnp_phys_mem(void);
 

@@ -251,22 +251,7 @@ static int head_buffers(struct trainer *t)
 /* 'text' with ' quoted for sh. */
 static int shq(char *buf, size_t n, const char *s)
 {
-	size_t k = 0;
-	if (k < n)
-		buf[k++] = '\'';
-	for (; *s && k + 5 < n; s++) {
-		if (*s == '\'') {
-			memcpy(buf + k, "'\\''", 4);
-			k += 4;
-		} else {
-			buf[k++] = *s;
-		}
-	}
-	if (*s || k + 2 > n)
-		return nnp_err(NNP_EUSAGE, "argument too long for a command line");
-	buf[k++] = '\'';
-	buf[k] = '\0';
-	return NNP_OK;
+	return nnp_shell_quote(buf, n, s, 0);
 }
 
 static uint64_t epoch_seed(uint64_t seed, int epoch, int val)

@@ -84,26 +84,13 @@ static void add(struct report *r, enum level lv, const char *name, const char *f
 	va_end(ap);
 }
 
-/* s into buf, quoted for a POSIX shell when it needs quoting (n >= 8). */
+/* s into buf, quoted for a POSIX shell when it needs quoting. */
 static void shq(const char *s, char *buf, size_t n)
 {
-	size_t k = 0;
-	if (*s && strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-			 "0123456789/._-+:,=@%") == strlen(s)) {
-		snprintf(buf, n, "%s", s);
-		return;
+	if (nnp_shell_quote(buf, n, s, 1)) {
+		nnp_err_clear();
+		snprintf(buf, n, "'...'");
 	}
-	buf[k++] = '\'';
-	for (; *s && k + 5 < n; s++) {
-		if (*s == '\'') {
-			memcpy(buf + k, "'\\''", 4);
-			k += 4;
-		} else {
-			buf[k++] = *s;
-		}
-	}
-	buf[k++] = '\'';
-	buf[k] = '\0';
 }
 
 /* ---- nnU-Net folders ---- */

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,7 @@ static const struct nnp_proginfo info = {
 		"      --chill           do not require a prediction for every reference file\n"
 		"      --hd95            also the 95th-percentile Hausdorff distance (mm) per class\n"
 		"      --nsd MM          also the normalised surface Dice at tolerance MM (mm)\n"
+		"      --table           also print a Dice table (case x class, then the means) on stdout\n"
 		"  -j, --threads N       cases scored in parallel (default: NNP_THREADS or all cores)\n",
 	.details =
 		"Every file of PRED_DIR that ends with the file ending is compared with the\n"
@@ -61,7 +63,7 @@ struct cmdline {
 	const char *pred, *ref, *dataset_json, *output, *file_ending;
 	int64_t labels[LABELS_MAX];
 	size_t nlabels;
-	int has_ignore, chill, hd95, nsd, force, threads;
+	int has_ignore, chill, hd95, nsd, force, threads, table;
 	int64_t ignore;
 	double nsd_tol;
 };
@@ -114,6 +116,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		{ "output", required_argument, NULL, 'o' },
 		{ "force", no_argument, NULL, 'f' },
 		{ "chill", no_argument, NULL, 'C' },
+		{ "table", no_argument, NULL, 'T' },
 		{ "hd95", no_argument, NULL, 'H' },
 		{ "nsd", required_argument, NULL, 'N' },
 		{ "threads", required_argument, NULL, 'j' },
@@ -138,6 +141,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		case 'o': cl->output = optarg; break;
 		case 'f': cl->force = 1; break;
 		case 'C': cl->chill = 1; break;
+		case 'T': cl->table = 1; break;
 		case 'H': cl->hd95 = 1; break;
 		case 'N':
 			cl->nsd = 1;
@@ -230,6 +234,48 @@ static void report(const struct nnp_eval_spec *s, const struct nnp_eval_summary 
 	}
 }
 
+/* The case id of a prediction path: its file name without the ending. */
+static void case_of(const char *path, const char *ending, char *out, size_t n)
+{
+	const char *b = strrchr(path, '/');
+	size_t len, e = strlen(ending);
+	b = b ? b + 1 : path;
+	len = strlen(b);
+	if (len > e && !strcmp(b + len - e, ending))
+		len -= e;
+	snprintf(out, n, "%.*s", (int)len, b);
+}
+
+static void dice_cell(double d)
+{
+	if (isnan(d))
+		printf(" %10s", "-");
+	else
+		printf(" %10.4f", d);
+}
+
+/* --table: one row per case, one column per class, then the means. */
+static void print_table(const struct nnp_eval_spec *s, const struct nnp_eval_summary *sum,
+			const struct nnp_eval_pairs *p, const char *ending)
+{
+	char id[256];
+	printf("%-24s", "Dice");
+	for (size_t c = 0; c < s->nclasses; c++)
+		printf(" %10.10s", s->classes[c].name ? s->classes[c].name : s->classes[c].key);
+	printf("\n");
+	for (size_t i = 0; i < sum->ncases; i++) {
+		case_of(p->pred[i], ending, id, sizeof id);
+		printf("%-24.24s", id);
+		for (size_t c = 0; c < s->nclasses; c++)
+			dice_cell(sum->cases[i].m[c * NNP_EM_COUNT + NNP_EM_DICE]);
+		printf("\n");
+	}
+	printf("%-24s", "mean");
+	for (size_t c = 0; c < s->nclasses; c++)
+		dice_cell(sum->mean[c * NNP_EM_COUNT + NNP_EM_DICE]);
+	printf("\n%-24s %10.4f\n", "foreground mean", sum->fg_mean[NNP_EM_DICE]);
+}
+
 int main(int argc, char **argv)
 {
 	struct cmdline cl;
@@ -257,6 +303,8 @@ int main(int argc, char **argv)
 	if ((rc = nnp_eval_summary_write(s, sum, out, cl.force)))
 		nnp_die(rc);
 	report(s, sum, out);
+	if (cl.table)
+		print_table(s, sum, &pairs, ending);
 	nnp_eval_summary_free(sum);
 	nnp_eval_pairs_release(&pairs);
 	nnp_eval_spec_free(s);
