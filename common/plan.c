@@ -21,17 +21,19 @@ static const int res_dec[12] = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1 };
 #define PLAIN_UNET "dynamic_network_architectures.architectures.unet.PlainConvUNet"
 #define RES_UNET "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet"
 
+#define STOCK_FEATURES NNP_PLAN_BASE_FEATURES, NNP_PLAN_MAX_FEATURES_2D, NNP_PLAN_MAX_FEATURES_3D
+
 static const struct nnp_planner planners[] = {
 	{ "default", "ExperimentPlanner", "nnUNetPlans", PLAIN_UNET, 0, 560000000.0, 85000000.0, 8, 8,
-	  0.05, plain_enc, 14, plain_dec, 13, 0 },
+	  0.05, plain_enc, 14, plain_dec, 13, 0, STOCK_FEATURES },
 	{ "resenc", "ResEncUNetPlanner", "nnUNetResEncUNetPlans", RES_UNET, 1, 680000000.0, 135000000.0,
-	  8, 8, 0.05, res_enc, 13, res_dec, 12, 1 },
+	  8, 8, 0.05, res_enc, 13, res_dec, 12, 1, STOCK_FEATURES },
 	{ "resenc-m", "nnUNetPlannerResEncM", "nnUNetResEncUNetMPlans", RES_UNET, 1, 680000000.0,
-	  135000000.0, 8, 8, 1, res_enc, 13, res_dec, 12, 1 },
+	  135000000.0, 8, 8, 1, res_enc, 13, res_dec, 12, 1, STOCK_FEATURES },
 	{ "resenc-l", "nnUNetPlannerResEncL", "nnUNetResEncUNetLPlans", RES_UNET, 1, 2100000000.0,
-	  380000000.0, 24, 24, 1, res_enc, 13, res_dec, 12, 1 },
+	  380000000.0, 24, 24, 1, res_enc, 13, res_dec, 12, 1, STOCK_FEATURES },
 	{ "resenc-xl", "nnUNetPlannerResEncXL", "nnUNetResEncUNetXLPlans", RES_UNET, 1, 3600000000.0,
-	  560000000.0, 40, 40, 1, res_enc, 13, res_dec, 12, 1 },
+	  560000000.0, 40, 40, 1, res_enc, 13, res_dec, 12, 1, STOCK_FEATURES },
 };
 
 const struct nnp_planner *nnp_planner_list(size_t *n)
@@ -46,6 +48,49 @@ const struct nnp_planner *nnp_planner_find(const char *key)
 		if (!strcmp(planners[i].key, key))
 			return &planners[i];
 	return NULL;
+}
+
+int nnp_planner_with_features(const struct nnp_planner *p, int base, int max_2d, int max_3d,
+			      struct nnp_planner *out)
+{
+	const int v[3] = { base, max_2d, max_3d };
+	static const char *const what[3] = { "base features", "2d maximum features",
+					     "3d maximum features" };
+	for (int i = 0; i < 3; i++)
+		if (v[i] < 1 || v[i] > NNP_PLAN_FEATURES_MAX)
+			return nnp_err(NNP_EUSAGE, "%s must be 1..%d, not %d", what[i],
+				       NNP_PLAN_FEATURES_MAX, v[i]);
+	for (int i = 1; i < 3; i++)
+		if (v[i] < base)
+			return nnp_err(NNP_EUSAGE, "%s (%d) must be >= the base features (%d)", what[i],
+				       v[i], base);
+	*out = *p;
+	out->base_features = base;
+	out->max_features_2d = max_2d;
+	out->max_features_3d = max_3d;
+	return NNP_OK;
+}
+
+int nnp_planner_stock_features(const struct nnp_planner *p)
+{
+	return p->base_features == NNP_PLAN_BASE_FEATURES &&
+	       p->max_features_2d == NNP_PLAN_MAX_FEATURES_2D &&
+	       p->max_features_3d == NNP_PLAN_MAX_FEATURES_3D;
+}
+
+int nnp_planner_plans_name(const struct nnp_planner *p, char *buf, size_t n)
+{
+	int len;
+	if (nnp_planner_stock_features(p))
+		len = snprintf(buf, n, "%s", p->plans_name);
+	else if (p->max_features_2d == p->max_features_3d)
+		len = snprintf(buf, n, "%s_f%dx%d", p->plans_name, p->base_features, p->max_features_3d);
+	else
+		len = snprintf(buf, n, "%s_f%dx%dx%d", p->plans_name, p->base_features,
+			       p->max_features_2d, p->max_features_3d);
+	if (len < 0 || (size_t)len >= n)
+		return nnp_err(NNP_EUSAGE, "plans name too long");
+	return NNP_OK;
 }
 
 /* ------------------------------------------------------------------ */
@@ -277,8 +322,10 @@ int nnp_plan_topology(int dim, const double *spacing, const double *patch, int m
 
 int nnp_plan_arch(const struct nnp_planner *p, const struct nnp_topology *t, struct nnp_arch *a)
 {
-	int maxf = t->dim == 2 ? NNP_PLAN_MAX_FEATURES_2D : NNP_PLAN_MAX_FEATURES_3D;
+	int maxf = t->dim == 2 ? p->max_features_2d : p->max_features_3d;
 	memset(a, 0, sizeof *a);
+	if (p->base_features < 1 || maxf < 1)
+		return nnp_err(NNP_EINTERNAL, "planner %s without feature sizes", p->class_name);
 	if (t->nstages > p->nblocks_enc || t->nstages - 1 > p->nblocks_dec)
 		return nnp_err(NNP_EDATA, "the patch needs %d network stages; %s supports at most %d",
 			       t->nstages, p->class_name,
@@ -287,7 +334,7 @@ int nnp_plan_arch(const struct nnp_planner *p, const struct nnp_topology *t, str
 	a->nstages = t->nstages;
 	a->residual = p->residual;
 	for (int s = 0; s < t->nstages; s++) {
-		long long f = s < 30 ? (long long)NNP_PLAN_BASE_FEATURES << s : maxf;
+		long long f = s < 30 ? (long long)p->base_features << s : maxf;
 		a->features[s] = f < maxf ? (int)f : maxf;
 		a->n_enc[s] = p->blocks_enc[s];
 		if (s < t->nstages - 1)
@@ -903,15 +950,18 @@ int nnp_plan_build(const struct nnp_planner *p, double gpu_gb, const json_t *dj,
 	const json_t *ch, *v;
 	const char *k, *reader;
 	json_t *o = NULL, *cfgs, *low;
+	char own_name[256];
 	int rc, ignored;
 	size_t i = 0;
 
 	*plans = NULL;
 	if (!(gpu_gb > 0) || !isfinite(gpu_gb))
 		return nnp_err(NNP_EUSAGE, "the GPU memory target must be > 0 GB");
+	if (!(names && names->plans_name) && (rc = nnp_planner_plans_name(p, own_name, sizeof own_name)))
+		return rc;
 	if ((rc = nnp_plan_input_from_json(dj, fp, fp_name, &in)))
 		return rc;
-	m.plans_name = names && names->plans_name ? names->plans_name : p->plans_name;
+	m.plans_name = names && names->plans_name ? names->plans_name : own_name;
 	if (!(reader = nnp_plan_reader_writer(dj, &ignored))) {
 		rc = nnp_err(NNP_EDATA, "dataset.json: no nnU-Net reader/writer supports file_ending '%s'",
 			     json_string_value(json_object_get(dj, "file_ending")) ?

@@ -25,11 +25,15 @@
 #include <stddef.h>
 #include <jansson.h>
 
-/* ExperimentPlanner constants (nnunet-facts §4) */
+/* ExperimentPlanner constants (nnunet-facts §4).  The three feature
+ * constants are the defaults of the planner attributes UNet_base_num_features
+ * and UNet_max_features_{2d,3d} (struct nnp_planner), which planner
+ * subclasses override (nnp_planner_with_features). */
 #define NNP_PLAN_ANISO_THRESHOLD 3.0
 #define NNP_PLAN_BASE_FEATURES 32
 #define NNP_PLAN_MAX_FEATURES_3D 320
 #define NNP_PLAN_MAX_FEATURES_2D 512
+#define NNP_PLAN_FEATURES_MAX 65536 /* largest accepted feature override */
 #define NNP_PLAN_MIN_EDGE 4
 #define NNP_PLAN_MAX_NUMPOOL 999999
 #define NNP_PLAN_REF_BS_3D 2
@@ -61,12 +65,28 @@ struct nnp_planner {
 	const int *blocks_dec;      /* UNet_blocks_per_stage_decoder */
 	int nblocks_dec;
 	int shared_data_ids;        /* 2d/3d_fullres data ids are nnUNetPlans_* */
+	int base_features;          /* UNet_base_num_features (32) */
+	int max_features_2d;        /* UNet_max_features_2d (512) */
+	int max_features_3d;        /* UNet_max_features_3d (320) */
 };
 
 /* The planner with this --planner key, or NULL. */
 const struct nnp_planner *nnp_planner_find(const char *key);
 /* All planners (n set to their number). */
 const struct nnp_planner *nnp_planner_list(size_t *n);
+/* *out = *p with UNet_base_num_features = base and UNet_max_features_2d/_3d
+ * = max_2d/max_3d, as a planner subclass overriding those attributes would
+ * be (features_per_stage[s] = min(base * 2^s, max)).  Each value must be in
+ * 1..NNP_PLAN_FEATURES_MAX and each maximum >= base, else NNP_EUSAGE. */
+int nnp_planner_with_features(const struct nnp_planner *p, int base, int max_2d, int max_3d,
+			      struct nnp_planner *out);
+/* Whether p's feature attributes are ExperimentPlanner's (32, 512, 320). */
+int nnp_planner_stock_features(const struct nnp_planner *p);
+/* The default plans identifier of p: p->plans_name, followed by
+ * "_f<base>x<max>" (or "_f<base>x<max_2d>x<max_3d>" when the maxima
+ * differ) when the feature attributes are not the stock ones, so a variant
+ * never takes the stock file's name.  NNP_EUSAGE if it does not fit in n. */
+int nnp_planner_plans_name(const struct nnp_planner *p, char *buf, size_t n);
 
 /* ---- numpy / Python arithmetic ---- */
 
@@ -193,7 +213,7 @@ void nnp_plan_input_release(struct nnp_plan_input *in);
 
 struct nnp_plan_names {
 	const char *dataset_name;  /* "Dataset901_Spheres" */
-	const char *plans_name;    /* NULL: the planner's */
+	const char *plans_name;    /* NULL: nnp_planner_plans_name() */
 };
 
 /* The whole nnUNetPlans.json as nnU-Net writes it (key order included). */

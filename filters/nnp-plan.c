@@ -33,7 +33,13 @@ static const struct nnp_proginfo info = {
 		"                         resenc-m, resenc-l, resenc-xl (nnUNetPlannerResEnc{M,L,XL})\n"
 		"      --gpu-memory GB    VRAM target (default 8; resenc-l 24, resenc-xl 40)\n"
 		"      --plans-name NAME  plans identifier (default nnUNetPlans, or\n"
-		"                         nnUNetResEncUNet{,M,L,XL}Plans for the presets)\n"
+		"                         nnUNetResEncUNet{,M,L,XL}Plans for the presets;\n"
+		"                         with feature options NAME_f<base>x<max>)\n"
+		"      --base-features N  UNet_base_num_features: features of stage 0 (default 32);\n"
+		"                         stage s gets min(N * 2^s, the maximum)\n"
+		"      --max-features N   UNet_max_features_2d and _3d (default 512 / 320)\n"
+		"      --max-features-2d N, --max-features-3d N   one of the two (wins over\n"
+		"                         --max-features)\n"
 		"  -f, --force            replace an existing plans file (its configurations\n"
 		"                         that are not regenerated are kept, like nnU-Net)\n",
 	.details =
@@ -46,19 +52,26 @@ static const struct nnp_proginfo info = {
 		"Examples:\n"
 		"  nnp plan -d 901\n"
 		"  nnp plan --planner resenc-l \"$nnUNet_preprocessed/Dataset901_Spheres\"\n"
-		"  nnp plan -d 901 --gpu-memory 11 -o - | jq '.configurations[\"3d_fullres\"].patch_size'\n",
+		"  nnp plan -d 901 --gpu-memory 11 -o - | jq '.configurations[\"3d_fullres\"].patch_size'\n"
+		"  nnp plan -d 901 --base-features 16 --max-features 128   # nnUNetPlans_f16x128.json\n",
 };
 
 struct cmdline {
 	const char *dataset, *output, *plans_name;
-	const struct nnp_planner *planner;
+	const struct nnp_planner *planner; /* &custom when feature options were given */
+	struct nnp_planner custom;
 	double gpu_gb;
 	int have_gpu, force;
 };
 
+static int parse_features(const char *opt, const char *s)
+{
+	return (int)nnp_parse_ll(opt, s, 1, NNP_PLAN_FEATURES_MAX);
+}
+
 static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 {
-	enum { OPT_PLANNER = 256, OPT_GPU, OPT_PLANS };
+	enum { OPT_PLANNER = 256, OPT_GPU, OPT_PLANS, OPT_BASE, OPT_MAX, OPT_MAX2, OPT_MAX3 };
 	static const struct option opts[] = {
 		{ "dataset", required_argument, NULL, 'd' },
 		{ "output", required_argument, NULL, 'o' },
@@ -66,10 +79,14 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		{ "planner", required_argument, NULL, OPT_PLANNER },
 		{ "gpu-memory", required_argument, NULL, OPT_GPU },
 		{ "plans-name", required_argument, NULL, OPT_PLANS },
+		{ "base-features", required_argument, NULL, OPT_BASE },
+		{ "max-features", required_argument, NULL, OPT_MAX },
+		{ "max-features-2d", required_argument, NULL, OPT_MAX2 },
+		{ "max-features-3d", required_argument, NULL, OPT_MAX3 },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *planner = "default";
-	int c;
+	int c, base = 0, maxf = 0, max2 = 0, max3 = 0;
 
 	memset(cl, 0, sizeof *cl);
 	opterr = 0;
@@ -86,6 +103,10 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 			cl->have_gpu = 1;
 			break;
 		case OPT_PLANS: cl->plans_name = optarg; break;
+		case OPT_BASE: base = parse_features("--base-features", optarg); break;
+		case OPT_MAX: maxf = parse_features("--max-features", optarg); break;
+		case OPT_MAX2: max2 = parse_features("--max-features-2d", optarg); break;
+		case OPT_MAX3: max3 = parse_features("--max-features-3d", optarg); break;
 		case ':': nnp_usage_error("option '%s' needs a value", argv[optind - 1]);
 		default: nnp_bad_option(argv);
 		}
@@ -93,6 +114,18 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 	if (!(cl->planner = nnp_planner_find(planner)))
 		nnp_usage_error("unknown --planner '%s' (default, resenc, resenc-m, resenc-l, resenc-xl)",
 				planner);
+	if (base || maxf || max2 || max3) {
+		const struct nnp_planner *p = cl->planner;
+		if (!base)
+			base = p->base_features;
+		if (!max2)
+			max2 = maxf ? maxf : p->max_features_2d;
+		if (!max3)
+			max3 = maxf ? maxf : p->max_features_3d;
+		if (nnp_planner_with_features(p, base, max2, max3, &cl->custom))
+			nnp_usage_error("%s (--base-features, --max-features)", nnp_err_msg());
+		cl->planner = &cl->custom;
+	}
 	if (cl->plans_name && (!*cl->plans_name || strchr(cl->plans_name, '/') ||
 			       strlen(cl->plans_name) > 200 || !strcmp(cl->plans_name, ".") ||
 			       !strcmp(cl->plans_name, "..")))
@@ -248,7 +281,7 @@ int main(int argc, char **argv)
 	struct nnp_dataset *d = NULL;
 	struct nnp_plan_names names;
 	json_t *fp = NULL, *plans = NULL, *old = NULL;
-	char dir[PATH_MAX], name[NAME_MAX + 1], fpath[PATH_MAX], out[PATH_MAX];
+	char dir[PATH_MAX], name[NAME_MAX + 1], fpath[PATH_MAX], out[PATH_MAX], own_name[256];
 	const char *plans_name;
 	int rc, ignored;
 
@@ -257,7 +290,9 @@ int main(int argc, char **argv)
 	if ((rc = nnp_dataset_resolve(cl.dataset, "nnUNet_preprocessed", dir, sizeof dir)))
 		nnp_die(rc);
 	base_name(dir, name, sizeof name);
-	plans_name = cl.plans_name ? cl.plans_name : cl.planner->plans_name;
+	if (!cl.plans_name && (rc = nnp_planner_plans_name(cl.planner, own_name, sizeof own_name)))
+		nnp_die(rc);
+	plans_name = cl.plans_name ? cl.plans_name : own_name;
 	if (cl.output) {
 		if (strlen(cl.output) >= sizeof out)
 			nnp_dief(NNP_EUSAGE, "output path too long");

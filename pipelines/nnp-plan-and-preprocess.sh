@@ -21,18 +21,25 @@ Options:
   -c, --configurations C...  configurations to preprocess (default: 2d 3d_fullres 3d_lowres,
                          those that exist in the plans)
       --verify           run 'nnp verify' first and stop on errors
-      --planner P        default | resenc-m | resenc-l | resenc-xl (see nnp plan --help)
+      --planner P        default | resenc | resenc-m | resenc-l | resenc-xl (see nnp plan --help)
       --gpu-memory GB    the planner's GPU memory target
+      --base-features N, --max-features N, --max-features-2d N, --max-features-3d N
+                         the planner's UNet_base_num_features / UNet_max_features_{2d,3d}
+                         (see nnp plan --help); the plans are then named
+                         <plans>_f<base>x<max> unless --plans-name is given
+      --plans-name NAME  plans identifier (default: the planner's, as nnp plan)
   -j, --jobs N           cases in parallel (default: cores; lowered to fit free memory)
   -f, --force            recompute fingerprint and plans, preprocess every case again
   -h, --help             this help;  -V, --version
 
 Writes \$nnUNet_preprocessed/DatasetXXX_Name/: dataset.json, dataset_fingerprint.json,
-<plans>.json, gt_segmentations/, and <plans>_<config>/CASE.nnp for every case (image,
+<plans>.json, gt_segmentations/, and <data_identifier>/CASE.nnp for every case (image,
 label and class_locations frames: 'nnp read | nnp preprocess', the same bytes as
 'nnp read | crop | normalize | resample | class-locations'). Each case file appears atomically; an interrupted run
 resumes where it stopped: cases whose file exists are skipped (the GNU parallel joblog of
-the last run is <plans>_<config>/.joblog).
+the last run is <data_identifier>/.joblog). <data_identifier> is the configuration's
+data_identifier in the plans (<plans>_<config>; nnUNetPlans_<config> for 2d and
+3d_fullres of the ResEnc planners).
 
 Exit status:
   0   success
@@ -49,7 +56,10 @@ die() { echo "$PROG: error: $*" >&2; exit "${2:-1}"; }
 usage_die() { echo "$PROG: error: $*" >&2; echo "Try '$PROG --help' for more information." >&2; exit 2; }
 info() { [ -n "${NNP_QUIET:-}" ] || echo "$PROG: $*" >&2; }
 
-DATASET='' CONFIGS=() VERIFY=0 PLANNER='' GPU='' JOBS='' FORCE=0
+DATASET='' CONFIGS=() VERIFY=0 PLANNER='' GPU='' JOBS='' FORCE=0 PNAME=''
+BASEF='' MAXF='' MAXF2='' MAXF3=''
+# feature_opt NAME VALUE: a positive integer (nnp plan checks the range)
+feature_opt() { [[ $2 =~ ^[1-9][0-9]{0,5}$ ]] || usage_die "$1 needs a positive integer, not '$2'"; }
 while [ $# -gt 0 ]; do
 	case $1 in
 	-h|--help) usage; exit 0 ;;
@@ -63,6 +73,11 @@ while [ $# -gt 0 ]; do
 	--verify) VERIFY=1 ;;
 	--planner) [ $# -ge 2 ] || usage_die "$1 needs a value"; PLANNER=$2; shift ;;
 	--gpu-memory) [ $# -ge 2 ] || usage_die "$1 needs a value"; GPU=$2; shift ;;
+	--base-features) [ $# -ge 2 ] || usage_die "$1 needs a value"; feature_opt "$1" "$2"; BASEF=$2; shift ;;
+	--max-features) [ $# -ge 2 ] || usage_die "$1 needs a value"; feature_opt "$1" "$2"; MAXF=$2; shift ;;
+	--max-features-2d) [ $# -ge 2 ] || usage_die "$1 needs a value"; feature_opt "$1" "$2"; MAXF2=$2; shift ;;
+	--max-features-3d) [ $# -ge 2 ] || usage_die "$1 needs a value"; feature_opt "$1" "$2"; MAXF3=$2; shift ;;
+	--plans-name) [ $# -ge 2 ] || usage_die "$1 needs a value"; PNAME=$2; shift ;;
 	-j|--jobs) [ $# -ge 2 ] || usage_die "$1 needs a value"; JOBS=$2; shift
 		[[ $JOBS =~ ^[1-9][0-9]*$ ]] || usage_die "--jobs needs a positive integer, not '$JOBS'" ;;
 	-f|--force) FORCE=1 ;;
@@ -104,12 +119,24 @@ nnp fingerprint "${fp_args[@]}"
 plan_args=(-q "$PRE")
 [ -n "$PLANNER" ] && plan_args+=(--planner "$PLANNER")
 [ -n "$GPU" ] && plan_args+=(--gpu-memory "$GPU")
+[ -n "$BASEF" ] && plan_args+=(--base-features "$BASEF")
+[ -n "$MAXF" ] && plan_args+=(--max-features "$MAXF")
+[ -n "$MAXF2" ] && plan_args+=(--max-features-2d "$MAXF2")
+[ -n "$MAXF3" ] && plan_args+=(--max-features-3d "$MAXF3")
+# the plans name nnp plan would choose (nnp_planner_plans_name), passed to it explicitly
 PLANS_NAME=nnUNetPlans
 case $PLANNER in
+resenc) PLANS_NAME=nnUNetResEncUNetPlans ;;
 resenc-m) PLANS_NAME=nnUNetResEncUNetMPlans ;;
 resenc-l) PLANS_NAME=nnUNetResEncUNetLPlans ;;
 resenc-xl) PLANS_NAME=nnUNetResEncUNetXLPlans ;;
 esac
+fb=${BASEF:-32} f2=${MAXF2:-${MAXF:-512}} f3=${MAXF3:-${MAXF:-320}}
+if [ "$fb $f2 $f3" != "32 512 320" ]; then
+	if [ "$f2" = "$f3" ]; then PLANS_NAME+=_f${fb}x$f3; else PLANS_NAME+=_f${fb}x${f2}x$f3; fi
+fi
+[ -n "$PNAME" ] && PLANS_NAME=$PNAME
+plan_args+=(--plans-name "$PLANS_NAME")
 PLANS=$PRE/$PLANS_NAME.json
 if [ $FORCE = 1 ] || [ ! -f "$PLANS" ]; then
 	info "planning ($PLANS_NAME)"
@@ -152,9 +179,24 @@ fit=$(( avail / per_job ))
 [ "$fit" -ge 1 ] || die "one case needs about $((per_job >> 20)) MiB, only $((avail >> 20)) MiB are free" 4
 [ "$fit" -lt "$jobs" ] && { info "lowering --jobs to $fit to fit $((avail >> 20)) MiB"; jobs=$fit; }
 
+# data_identifier CONFIG: the configuration's data_identifier in the plans (nnU-Net's
+# indent-4 layout: a configuration key at 8 spaces, its fields at 12), else <plans>_CONFIG
+data_identifier() {
+	local id
+	id=$(awk -v c="$1" '
+		/^    "configurations": \{/ { in_c = 1; next }
+		in_c && /^    [^ ]/ { in_c = 0 }
+		in_c && /^        "/ { cur = $1; gsub(/[":]/, "", cur) }
+		in_c && cur == c && /^            "data_identifier": "/ {
+			v = $0; sub(/^[^:]*: *"/, "", v); sub(/".*/, "", v); print v; exit
+		}' "$PLANS")
+	[[ $id =~ ^[A-Za-z0-9._-]+$ ]] || id=${PLANS_NAME}_$1
+	printf '%s\n' "$id"
+}
+
 # ---- preprocess ----
 for cfg in "${CONFIGS[@]}"; do
-	OUT=$PRE/${PLANS_NAME}_$cfg
+	OUT=$PRE/$(data_identifier "$cfg")
 	mkdir -p "$OUT"
 	[ $FORCE = 1 ] && rm -f "$OUT"/*.nnp "$OUT/.joblog"
 	info "preprocessing $cfg: ${#CASES[@]} cases, $jobs at a time -> $OUT"

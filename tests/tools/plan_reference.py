@@ -6,6 +6,7 @@ percentile/median/prod so that rounding follows numpy exactly.
 
   plan_reference.py DATASET_JSON FINGERPRINT_JSON [--planner P] [--gpu-memory GB]
                     [--plans-name NAME] [--dataset-name NAME]
+                    [--base-features N] [--max-features-2d N] [--max-features-3d N]
       prints the plans JSON (json.dumps, indent 4, no key sorting), no newline.
   plan_reference.py --batch FILE
       one plan per line of FILE: "DATASET_DIR PLANNER OUTFILE" (DIR holds
@@ -136,9 +137,21 @@ def vram_resenc(patch, strides, feats, nblocks, ndec, nout, deep_supervision=Fal
 
 
 class Planner:
-    def __init__(self, dj, fp, planner='default', gpu=None, plans_name=None, dataset_name='Dataset'):
+    # the planner attributes a subclass may override
+    UNet_base_num_features = 32
+    UNet_max_features_2d = 512
+    UNet_max_features_3d = 320
+
+    def __init__(self, dj, fp, planner='default', gpu=None, plans_name=None, dataset_name='Dataset',
+                 base_features=None, max_features_2d=None, max_features_3d=None):
         (self.cls, pn, self.residual, self.ref3d, self.ref2d, self.ref_gb, dgb,
          self.max_cov) = PLANNERS[planner]
+        if base_features is not None:
+            self.UNet_base_num_features = base_features
+        if max_features_2d is not None:
+            self.UNet_max_features_2d = max_features_2d
+        if max_features_3d is not None:
+            self.UNet_max_features_3d = max_features_3d
         self.plans_name = plans_name or pn
         self.gpu = dgb if gpu is None else gpu
         self.dj, self.fp, self.dataset_name = dj, fp, dataset_name
@@ -174,8 +187,8 @@ class Planner:
         return target
 
     def arch(self, dim, nst, strides, kernels):
-        maxf = 512 if dim == 2 else 320
-        feats = [min(maxf, 32 * 2 ** i) for i in range(nst)]
+        maxf = self.UNet_max_features_2d if dim == 2 else self.UNet_max_features_3d
+        feats = [min(maxf, self.UNet_base_num_features * 2 ** i) for i in range(nst)]
         cls = 'ResidualEncoderUNet' if self.residual else 'PlainConvUNet'
         kw = {'n_stages': nst, 'features_per_stage': feats,
               'conv_op': 'torch.nn.modules.conv.Conv%dd' % dim,
@@ -307,10 +320,10 @@ class Planner:
         return plans
 
 
-def plan_file(dj_path, fp_path, planner, gpu, plans_name, dataset_name):
+def plan_file(dj_path, fp_path, planner, gpu, plans_name, dataset_name, **features):
     dj = json.load(open(dj_path))
     fp = json.load(open(fp_path))
-    p = Planner(dj, fp, planner, gpu, plans_name, dataset_name).plan()
+    p = Planner(dj, fp, planner, gpu, plans_name, dataset_name, **features).plan()
     return json.dumps(p, indent=4, sort_keys=False)
 
 
@@ -337,7 +350,8 @@ def main(argv):
         sp, p = json.loads(argv[2]), json.loads(argv[3])
         print(json.dumps(list(topology(sp, p))))
         return 0
-    opts = {'--planner': 'default', '--gpu-memory': None, '--plans-name': None, '--dataset-name': 'Dataset'}
+    opts = {'--planner': 'default', '--gpu-memory': None, '--plans-name': None, '--dataset-name': 'Dataset',
+            '--base-features': None, '--max-features-2d': None, '--max-features-3d': None}
     pos = []
     i = 1
     while i < len(argv):
@@ -348,8 +362,10 @@ def main(argv):
             pos.append(argv[i])
             i += 1
     gpu = float(opts['--gpu-memory']) if opts['--gpu-memory'] is not None else None
+    feats = {k[2:].replace('-', '_'): int(opts[k])
+             for k in ('--base-features', '--max-features-2d', '--max-features-3d') if opts[k] is not None}
     sys.stdout.write(plan_file(pos[0], pos[1], opts['--planner'], gpu, opts['--plans-name'],
-                               opts['--dataset-name']))
+                               opts['--dataset-name'], **feats))
     return 0
 
 

@@ -315,6 +315,50 @@ static void test_arch_stage_limits(void **state)
 	nnp_err_clear();
 }
 
+/* the planner attributes UNet_base_num_features / UNet_max_features_{2d,3d} */
+static void test_feature_overrides(void **state)
+{
+	struct nnp_planner p;
+	struct nnp_topology t;
+	struct nnp_arch a;
+	char name[64];
+	(void)state;
+	assert_true(nnp_planner_stock_features(planner("default")));
+	assert_int_equal(nnp_planner_plans_name(planner("resenc-m"), name, sizeof name), 0);
+	assert_string_equal(name, "nnUNetResEncUNetMPlans");
+	assert_int_equal(nnp_planner_with_features(planner("default"), 16, 128, 128, &p), 0);
+	assert_false(nnp_planner_stock_features(&p));
+	assert_string_equal(p.class_name, "ExperimentPlanner");
+	assert_int_equal(nnp_planner_plans_name(&p, name, sizeof name), 0);
+	assert_string_equal(name, "nnUNetPlans_f16x128");
+	assert_int_equal(nnp_planner_plans_name(&p, name, 10), NNP_EUSAGE);
+	memset(&t, 0, sizeof t);
+	t.dim = 3;
+	t.nstages = 6;
+	assert_int_equal(nnp_plan_arch(&p, &t, &a), 0);
+	assert_int_equal(a.features[0], 16);
+	assert_int_equal(a.features[2], 64);
+	assert_int_equal(a.features[3], 128);
+	assert_int_equal(a.features[5], 128);
+	assert_int_equal(nnp_planner_with_features(planner("default"), 8, 256, 64, &p), 0);
+	assert_int_equal(nnp_planner_plans_name(&p, name, sizeof name), 0);
+	assert_string_equal(name, "nnUNetPlans_f8x256x64");
+	t.dim = 2;
+	assert_int_equal(nnp_plan_arch(&p, &t, &a), 0);
+	assert_int_equal(a.features[5], 256);
+	/* the stock values are the stock planner (and its name) */
+	assert_int_equal(nnp_planner_with_features(planner("resenc"), 32, 512, 320, &p), 0);
+	assert_true(nnp_planner_stock_features(&p));
+	assert_int_equal(nnp_planner_plans_name(&p, name, sizeof name), 0);
+	assert_string_equal(name, "nnUNetResEncUNetPlans");
+	assert_int_equal(nnp_planner_with_features(planner("default"), 0, 128, 128, &p), NNP_EUSAGE);
+	assert_int_equal(nnp_planner_with_features(planner("default"), 16, 8, 128, &p), NNP_EUSAGE);
+	assert_int_equal(nnp_planner_with_features(planner("default"), 16, 128, -1, &p), NNP_EUSAGE);
+	assert_int_equal(nnp_planner_with_features(planner("default"), 16, 128, NNP_PLAN_FEATURES_MAX + 1, &p),
+			 NNP_EUSAGE);
+	nnp_err_clear();
+}
+
 /* ---- configurations (§4.4, §4.7) ---- */
 
 static void test_ct_like_reference(void **state)
@@ -802,6 +846,7 @@ int main(void)
 		cmocka_unit_test(test_topology_fractional_patch),
 		cmocka_unit_test(test_vram_vectors),
 		cmocka_unit_test(test_arch_stage_limits),
+		cmocka_unit_test(test_feature_overrides),
 		cmocka_unit_test(test_ct_like_reference),
 		cmocka_unit_test(test_hippocampus_reference),
 		cmocka_unit_test(test_shrink_ties_last_axis),
