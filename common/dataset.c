@@ -564,6 +564,39 @@ int nnp_dataset_open(const char *dir, struct nnp_dataset **out)
 	return NNP_OK;
 }
 
+int nnp_dataset_open_file(const char *path, struct nnp_dataset **out)
+{
+	struct nnp_dataset *d;
+	char *dir;
+	const char *slash;
+	int rc;
+
+	*out = NULL;
+	if (!path || !*path)
+		return nnp_err(NNP_EUSAGE, "empty dataset.json name");
+	if (nnp_is_dir(path))
+		return nnp_dataset_open(path, out);
+	if (!nnp_is_file(path))
+		return nnp_err(NNP_EDATA, "cannot open '%s': %s", path,
+			       access(path, F_OK) ? strerror(errno) : "not a regular file");
+	slash = strrchr(path, '/');
+	dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+	if (!dir || !(d = calloc(1, sizeof *d))) {
+		free(dir);
+		return oom();
+	}
+	rc = set_dir(d, dir);
+	free(dir);
+	if (!rc)
+		rc = parse_all(d, path);
+	if (rc) {
+		nnp_dataset_free(d);
+		return rc;
+	}
+	*out = d;
+	return NNP_OK;
+}
+
 void nnp_dataset_free(struct nnp_dataset *d)
 {
 	if (!d)

@@ -50,6 +50,9 @@ struct nnp_dataset {
 int nnp_dataset_resolve(const char *arg, const char *envvar, char *out, size_t outlen);
 /* Read dataset.json of a raw dataset folder (validates required keys). */
 int nnp_dataset_open(const char *dir, struct nnp_dataset **out);
+/* The same for a dataset.json file of any name (its folder becomes dir), or
+ * a folder holding dataset.json. */
+int nnp_dataset_open_file(const char *path, struct nnp_dataset **out);
 void nnp_dataset_free(struct nnp_dataset *d);
 /* Cases of a split: "Tr" (imagesTr/labelsTr) or "Ts" (imagesTs/labelsTs),
  * sorted (byte order) like nnU-Net, or in the order of dataset.json's

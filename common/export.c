@@ -262,9 +262,7 @@ static uint64_t memory_estimate(const struct job *j)
 static int make_outputs(struct job *j)
 {
 	struct nnp_frame mf, sf;
-	int rc, big = j->o->labels && j->o->labels->nforeground >= 255;
-	if (!j->o->labels)
-		big = j->K - 1 >= 255;
+	int rc;
 	if ((rc = nnp_resample_frame(j->f, j->mid, j->tgt_sp, NNP_F32, &mf)))
 		return rc;
 	if (mf.props)
@@ -287,7 +285,7 @@ static int make_outputs(struct job *j)
 		}
 	}
 	sf.shape[0] = 1;
-	sf.dtype = big ? NNP_U16 : NNP_U8;
+	sf.dtype = nnp_export_seg_dtype(j->o->labels, j->K);
 	strcpy(sf.role, "seg");
 	j->seg.f = sf;
 	nnp_frame_init(&sf);
@@ -302,14 +300,6 @@ out:
 static float sigmoidf(float v)
 {
 	return 1.0f / (1.0f + expf(-v));
-}
-
-static void store_label(const struct job *j, size_t off, int64_t x, int lab)
-{
-	if (j->seg.f.dtype == NNP_U8)
-		((uint8_t *)j->seg.data)[off + (size_t)x] = (uint8_t)lab;
-	else
-		((uint16_t *)j->seg.data)[off + (size_t)x] = (uint16_t)lab;
 }
 
 /* Probabilities of row (Z, Y) from x = bbox lo, channel c at p + c * nb. */
@@ -335,48 +325,72 @@ static void store_probs(const struct job *j, const float *const *rows, int64_t Z
 	}
 }
 
+/* ---- the segmentation rule (export.h; also nnp ensemble) ---- */
+
+enum nnp_dtype nnp_export_seg_dtype(const struct nnp_export_labels *l, int64_t K)
+{
+	int64_t nfg = l ? l->nforeground : K - 1;
+	return nfg >= 255 ? NNP_U16 : NNP_U8;
+}
+
 /* First maximum over channels, channel by channel (vectorises with
  * -fno-trapping-math, see the Makefile; no NaN reaches here). */
 NNP_VECTOR_CLONES
-static void argmax_step(const float *restrict r, float *restrict best, int32_t *restrict lab, int32_t c,
-			int64_t nx)
+void nnp_export_argmax_channel(const float *restrict v, float *restrict best, int32_t *restrict lab, int32_t c,
+			       int64_t n)
 {
-	for (int64_t x = 0; x < nx; x++) { /* branch-free selects: loads, max, blend, stores */
-		const float v = r[x], b0 = best[x];
-		const int32_t l0 = lab[x], m = -(int32_t)(v > b0);
-		best[x] = v > b0 ? v : b0;
+	if (c == 0) {
+		memcpy(best, v, (size_t)n * sizeof *best);
+		memset(lab, 0, (size_t)n * sizeof *lab);
+		return;
+	}
+	for (int64_t x = 0; x < n; x++) { /* branch-free selects: loads, max, blend, stores */
+		const float r = v[x], b0 = best[x];
+		const int32_t l0 = lab[x], m = -(int32_t)(r > b0);
+		best[x] = r > b0 ? r : b0;
 		lab[x] = (c & m) | (l0 & ~m);
 	}
 }
 
-static void argmax_rows(const float *const *rows, int64_t K, int64_t nx, float *restrict best,
-			int32_t *restrict lab)
+void nnp_export_region_channel(const float *restrict p, int32_t *restrict lab, int32_t value, int64_t n)
 {
-	memcpy(best, rows[0], (size_t)nx * sizeof *best);
-	memset(lab, 0, (size_t)nx * sizeof *lab);
-	for (int32_t c = 1; c < (int32_t)K; c++)
-		argmax_step(rows[c], best, lab, c, nx);
+	for (int64_t x = 0; x < n; x++)
+		lab[x] = p[x] > 0.5f ? value : lab[x];
+}
+
+void nnp_export_store_labels(enum nnp_dtype dt, void *dst, const int32_t *lab, int64_t n)
+{
+	if (dt == NNP_U8) {
+		uint8_t *d = dst;
+		for (int64_t x = 0; x < n; x++)
+			d[x] = (uint8_t)lab[x];
+	} else {
+		uint16_t *d = dst;
+		for (int64_t x = 0; x < n; x++)
+			d[x] = (uint16_t)lab[x];
+	}
 }
 
 /* rows[c][x]: the resampled logits of output row (oz, oy), x in [0, mid2);
- * best/lab: nx scratch entries. */
+ * best/lab: nx scratch entries.  Regions threshold sigmoid(logit) (float32),
+ * computed into best channel by channel. */
 static void decide_row(const struct job *j, const float *const *rows, int64_t oz, int64_t oy, float *best,
 		       int32_t *lab)
 {
 	int64_t nx = j->mid[2], Z = oz + j->bbox[0][0], Y = oy + j->bbox[1][0];
 	size_t off = (size_t)(((Z * j->before[1] + Y) * j->before[2]) + j->bbox[2][0]);
 	if (j->regions) {
-		for (int64_t x = 0; x < nx; x++) {
-			lab[x] = 0;
-			for (int64_t c = 0; c < j->K; c++)
-				if (sigmoidf(rows[c][x]) > 0.5f)
-					lab[x] = j->region_values[c];
+		memset(lab, 0, (size_t)nx * sizeof *lab);
+		for (int64_t c = 0; c < j->K; c++) {
+			for (int64_t x = 0; x < nx; x++)
+				best[x] = sigmoidf(rows[c][x]);
+			nnp_export_region_channel(best, lab, j->region_values[c], nx);
 		}
 	} else {
-		argmax_rows(rows, j->K, nx, best, lab);
+		for (int32_t c = 0; c < (int32_t)j->K; c++)
+			nnp_export_argmax_channel(rows[c], best, lab, c, nx);
 	}
-	for (int64_t x = 0; x < nx; x++)
-		store_label(j, off, x, lab[x]);
+	nnp_export_store_labels(j->seg.f.dtype, (char *)j->seg.data + off * nnp_dtype_size(j->seg.f.dtype), lab, nx);
 	if (j->o->save_probabilities)
 		store_probs(j, rows, Z, Y, nx);
 }

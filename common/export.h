@@ -34,7 +34,9 @@
  *    (nnp_resample_channel); the estimate is checked against max_memory
  *    first (NNP_ENOMEM naming the bytes).
  *
- * Ownership: nnp_export_labels_* fill/release a caller-owned struct;
+ * Ownership: nnp_export_labels_* fill/release a caller-owned struct; the
+ * segmentation-rule functions (nnp_export_argmax_channel, ...) work on the
+ * caller's arrays and keep no pointer to them;
  * nnp_export_frame takes ownership of nothing (it consumes the frame's
  * chunks from the reader and writes the output frames to the writer; on an
  * error nothing of that case has been written, except a started streamed
@@ -59,6 +61,25 @@ struct nnp_export_labels {
  * K = the regions and their regions_class_order. */
 int nnp_export_labels_from_dataset(const struct nnp_dataset *d, struct nnp_export_labels *l);
 void nnp_export_labels_release(struct nnp_export_labels *l);
+
+/* ---- the segmentation rule (nnU-Net's LabelManager; shared with nnp
+ * ensemble, common/ensemble.h) ----
+ * Applied one channel at a time, channels in order c = 0..K-1, to the same
+ * n voxels; lab holds the decision so far (int32 per voxel). */
+
+/* Labels: argmax over channels, the first maximum wins (numpy's argmax).
+ * c == 0 copies v into best and sets lab to 0; c > 0 sets lab = c and
+ * best = v where v > best.  No NaN may be passed. */
+void nnp_export_argmax_channel(const float *v, float *best, int32_t *lab, int32_t c, int64_t n);
+/* Regions: lab = value where p > 0.5 (strict); start lab at 0 and apply
+ * the regions in regions_class_order (later ones overwrite).  p are
+ * probabilities (the export passes sigmoid(logit) in float32). */
+void nnp_export_region_channel(const float *p, int32_t *lab, int32_t value, int64_t n);
+/* Segmentation dtype: NNP_U8, or NNP_U16 with >= 255 foreground labels
+ * (l NULL: K - 1 foreground labels). */
+enum nnp_dtype nnp_export_seg_dtype(const struct nnp_export_labels *l, int64_t K);
+/* n decisions into dst of dtype dt (NNP_U8 or NNP_U16). */
+void nnp_export_store_labels(enum nnp_dtype dt, void *dst, const int32_t *lab, int64_t n);
 
 struct nnp_export_opts {
 	int order, order_z, force_separate_z;  /* resampling_fn_probabilities_kwargs */

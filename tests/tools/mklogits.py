@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """mklogits.py — a "logits" frame stream as nnp preprocess + inference would leave it.
 
-Usage: mklogits.py CASE_DIR -o OUT [--dtype f2|f4] [--case ID] [--transpose A,B,C]
+Usage: mklogits.py CASE_DIR -o OUT [--dtype f2|f4] [--case ID] [--transpose A,B,C] [--logits NAME]
        mklogits.py --synthetic K,Z,Y,X --mid Z,Y,X --spacing Z,Y,X -o OUT [--seed N] [--nan]
 
 CASE_DIR holds nnU-Net's logits_f0_nomirror.npy.gz (float16 (K, z, y, x), the
@@ -10,6 +10,9 @@ shape_before_cropping, bbox_used_for_cropping, shape_after_cropping_and_before_r
 nibabel_stuff.original_affine, fixture_info.preprocessed_spacing).  The frame
 carries the props nnp preprocess writes, the preprocessed spacing and the affine
 that crop + resample give the original affine (so nnp export must restore it).
+
+--logits NAME: another logits file of CASE_DIR (default logits_f0_nomirror.npy.gz), a
+.npy.gz or a fixture .nii.gz (nnU-Net's (K, z, y, x) array = the NIfTI transposed).
 
 --synthetic: random logits of shape K,Z,Y,X whose original (uncropped = cropped)
 grid is --mid with original spacing --spacing (the preprocessed spacing is
@@ -79,6 +82,7 @@ def main():
     p.add_argument("-o", required=True)
     p.add_argument("--dtype", default="f4")
     p.add_argument("--case")
+    p.add_argument("--logits", default="logits_f0_nomirror.npy.gz")
     p.add_argument("--synthetic")
     p.add_argument("--mid")
     p.add_argument("--spacing")
@@ -108,8 +112,12 @@ def main():
         case = a.case or "synth"
     else:
         props = json.load(open(os.path.join(a.case_dir, "properties.json")))
-        raw = gzip.decompress(open(os.path.join(a.case_dir, "logits_f0_nomirror.npy.gz"), "rb").read())
-        lg = np.load(io.BytesIO(raw))
+        path = os.path.join(a.case_dir, a.logits)
+        if path.endswith(".nii.gz"):
+            import nibabel as nib
+            lg = np.asanyarray(nib.load(path).dataobj).transpose(3, 2, 1, 0).astype(np.float16)
+        else:
+            lg = np.load(io.BytesIO(gzip.decompress(open(path, "rb").read())))
         sp = props["spacing"]
         pre_sp = props["fixture_info"]["preprocessed_spacing"]
         before = props["shape_before_cropping"]
