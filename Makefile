@@ -6,6 +6,7 @@
 #   make fuzz          libFuzzer target for the frame reader (FUZZ_RUNS=...)
 #   make bench         benchmarks -> docs/benchmarks.md
 #   make example       the read/info/write pipeline on a generated dataset
+#   make demo          the whole lifecycle on the CPU: train, predict, Dice table, PNG overlays
 #   make install PREFIX=/usr/local
 #   make GPU=0         build without CUDA even when nvcc and cuDNN are present
 
@@ -76,7 +77,7 @@ TOOLS := $(patsubst %.c,$(BUILD)/tools/%,$(notdir $(TOOL_SRC)))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNITS := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
 
-.PHONY: all deps test unit tap check-asan fuzz bench example install clean lint
+.PHONY: all deps test unit tap check-asan fuzz bench example demo install clean lint
 all: $(PROGS) $(PIPES) $(TOOLS)
 
 $(BUILD)/common/%.o: common/%.c $(wildcard common/*.h) | $(BUILD)/common
@@ -136,6 +137,8 @@ bench: all
 
 example: all
 	NNP_BIN=$(abspath $(BIN)) NNP_TOOLS=$(abspath $(BUILD)/tools) examples/run-example.sh
+demo: all
+	NNP_BIN=$(abspath $(BIN)) NNP_TOOLS=$(abspath $(BUILD)/tools) examples/demo.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin

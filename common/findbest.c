@@ -337,12 +337,12 @@ static int run_child(const struct fb *f, const char *prog, char **args, size_t n
 static int ensemble_pair(struct fb *f, size_t a, size_t b, struct result *r)
 {
 	const struct result *ra = &f->results[a], *rb = &f->results[b];
-	char dir[PATH_MAX], name[sizeof r->key], jobs[32];
+	char ens[PATH_MAX], dir[PATH_MAX], name[sizeof r->key], jobs[32];
 	char *args[] = { "-q", "-i", (char *)ra->source, (char *)rb->source, "-o", dir, "-j", jobs, "--continue" };
 	int rc;
 	snprintf(name, sizeof name, "ensemble___%s___%s___%s", f->models[a].id, f->models[b].id, f->folds);
-	if ((rc = join(dir, sizeof dir, f->o->results_dir, "ensembles")) || (rc = nnp_mkdirs(dir)) ||
-	    (rc = join(dir, sizeof dir, dir, name)))
+	if ((rc = join(ens, sizeof ens, f->o->results_dir, "ensembles")) || (rc = nnp_mkdirs(ens)) ||
+	    (rc = join(dir, sizeof dir, ens, name)))
 		return rc;
 	if ((rc = check_probabilities(&f->models[a], ra->source)) ||
 	    (rc = check_probabilities(&f->models[b], rb->source)))
@@ -550,7 +550,7 @@ static int determine_pp(const struct fb *f, const struct result *best, double *p
 static int run(struct fb *f)
 {
 	const struct nnp_find_best_opts *o = f->o;
-	struct result *r, *best;
+	struct result *r = NULL, *best;
 	char info[PATH_MAX], num[32];
 	double post;
 	size_t len = 0, nsingle;
