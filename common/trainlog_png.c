@@ -1,17 +1,15 @@
 /* trainlog_png.c — progress.png: the three panels of nnU-Net's
  * plot_progress_png drawn into an RGB buffer with our own bitmap font
- * (bitfont.c) and encoded with libpng (see trainlog.h for the layout). */
+ * (bitfont.c) and encoded by rgbpng.c (see trainlog.h for the layout). */
 #include <math.h>
-#include <png.h>
-#include <setjmp.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "atomic.h"
 #include "bitfont.h"
 #include "err.h"
+#include "rgbpng.h"
 #include "trainlog.h"
 
 #define W NNP_TRAINLOG_PNG_W
@@ -26,7 +24,6 @@
 #define TEXT_SCALE 2
 #define TITLE_SCALE 3
 #define VALUE_LIMIT 1e300   /* larger magnitudes are plotted as gaps */
-#define PNG_MAX_BYTES ((size_t)64 << 20)
 
 /* ---- canvas ---- */
 
@@ -415,113 +412,26 @@ void nnp_trainlog_render(const struct nnp_trainlog *log, unsigned char *rgb)
 
 /* ---- PNG ---- */
 
-struct membuf {
-	unsigned char *p;
-	size_t n, cap;
-	int oom;
-	char msg[200];
-};
-
-static void mem_write(png_structp png, png_bytep data, size_t len)
-{
-	struct membuf *b = png_get_io_ptr(png);
-	if (b->n + len > b->cap) {
-		size_t cap = b->cap ? b->cap : 1 << 16;
-		unsigned char *p;
-		while (cap < b->n + len)
-			cap *= 2;
-		if (cap > PNG_MAX_BYTES || !(p = realloc(b->p, cap))) {
-			b->oom = 1;
-			png_error(png, "out of memory");
-		}
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->n, data, len);
-	b->n += len;
-}
-
-static void mem_flush(png_structp png)
-{
-	(void)png;
-}
-
-static void on_png_error(png_structp png, png_const_charp msg)
-{
-	struct membuf *b = png_get_error_ptr(png);
-	snprintf(b->msg, sizeof b->msg, "%s", msg);
-	png_longjmp(png, 1);
-}
-
-static void on_png_warning(png_structp png, png_const_charp msg)
-{
-	(void)png;
-	(void)msg;
-}
-
-static int encode_rgb(const unsigned char *rgb, struct membuf *b)
-{
-	png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, b, on_png_error,
-						  on_png_warning);
-	png_infop info = png ? png_create_info_struct(png) : NULL;
-	if (!info) {
-		png_destroy_write_struct(&png, NULL);
-		return nnp_err(NNP_ENOMEM, "out of memory");
-	}
-	if (setjmp(png_jmpbuf(png))) {
-		png_destroy_write_struct(&png, &info);
-		return nnp_err(b->oom ? NNP_ENOMEM : NNP_EINTERNAL, "cannot encode the PNG: %s",
-			       b->msg);
-	}
-	png_set_write_fn(png, b, mem_write, mem_flush);
-	png_set_IHDR(png, info, W, H, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
-		     PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-	png_set_compression_level(png, 6);
-	png_write_info(png, info);
-	for (int y = 0; y < H; y++)
-		png_write_row(png, rgb + (size_t)y * W * 3);
-	png_write_end(png, info);
-	png_destroy_write_struct(&png, &info);
-	return NNP_OK;
-}
-
 int nnp_trainlog_png_encode(const struct nnp_trainlog *log, unsigned char **png, size_t *len)
 {
 	unsigned char *rgb = malloc((size_t)W * H * 3);
-	struct membuf b;
 	int rc;
 	if (!rgb)
 		return nnp_err(NNP_ENOMEM, "out of memory");
-	memset(&b, 0, sizeof b);
 	nnp_trainlog_render(log, rgb);
-	rc = encode_rgb(rgb, &b);
+	rc = nnp_png_encode_rgb(rgb, W, H, png, len);
 	free(rgb);
-	if (rc) {
-		free(b.p);
-		return rc;
-	}
-	*png = b.p;
-	*len = b.n;
-	return NNP_OK;
+	return rc;
 }
 
 int nnp_trainlog_write_png(const struct nnp_trainlog *log, const char *path, int force)
 {
-	struct nnp_atomic a;
-	unsigned char *png;
-	size_t n;
+	unsigned char *rgb = malloc((size_t)W * H * 3);
 	int rc;
-	if ((rc = nnp_trainlog_png_encode(log, &png, &n)))
-		return rc;
-	if ((rc = nnp_atomic_open(&a, path, force))) {
-		free(png);
-		return rc;
-	}
-	rc = nnp_write_all(a.fd, png, n, path);
-	free(png);
-	if (rc) {
-		nnp_atomic_abort(&a);
-		return rc;
-	}
-	return nnp_atomic_commit(&a);
+	if (!rgb)
+		return nnp_err(NNP_ENOMEM, "out of memory");
+	nnp_trainlog_render(log, rgb);
+	rc = nnp_png_write_rgb(path, W, H, rgb, force);
+	free(rgb);
+	return rc;
 }

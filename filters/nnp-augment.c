@@ -7,12 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <png.h>
 #include "augment.h"
 #include "caseio.h"
 #include "err.h"
 #include "frame.h"
 #include "prog.h"
+#include "rgbpng.h"
 
 static const struct nnp_proginfo info = {
 	.name = "augment",
@@ -259,33 +259,6 @@ static void paint(unsigned char *rows, int64_t width, int64_t x0, const float *i
 		}
 }
 
-static int write_png(const char *path, const unsigned char *rgb, int64_t w, int64_t h)
-{
-	FILE *f = fopen(path, "wb");
-	png_structp png;
-	png_infop pinfo;
-	if (!f)
-		return nnp_err(NNP_EIO, "cannot create '%s': %m", path);
-	png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
-	pinfo = png ? png_create_info_struct(png) : NULL;
-	if (!pinfo || setjmp(png_jmpbuf(png))) {
-		png_destroy_write_struct(&png, pinfo ? &pinfo : NULL);
-		fclose(f);
-		return nnp_err(NNP_EIO, "cannot write '%s'", path);
-	}
-	png_init_io(png, f);
-	png_set_IHDR(png, pinfo, (png_uint_32)w, (png_uint_32)h, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
-		     PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-	png_write_info(png, pinfo);
-	for (int64_t y = 0; y < h; y++)
-		png_write_row(png, (png_const_bytep)(rgb + y * w * 3));
-	png_write_end(png, NULL);
-	png_destroy_write_struct(&png, &pinfo);
-	if (fclose(f))
-		return nnp_err(NNP_EIO, "cannot write '%s': %m", path);
-	return NNP_OK;
-}
-
 /* DIR/preview_<iteration>_<index>.png: input panel | 4 px gap | output panel. */
 static int preview_write(const char *dir, const struct item *it)
 {
@@ -300,7 +273,7 @@ static int preview_write(const char *dir, const struct item *it)
 	paint(rgb, w, it->pin[1] + 4, p->img + p->n[0] / 2 * oh * ow, p->seg + p->n[0] / 2 * oh * ow, oh, ow);
 	snprintf(path, sizeof path, "%s/preview_%06lld_%03lld.png", dir, (long long)it->s.iteration,
 		 (long long)it->s.index);
-	rc = write_png(path, rgb, w, h);
+	rc = nnp_png_write_rgb(path, (int)w, (int)h, rgb, 1);
 	free(rgb);
 	return rc;
 }
