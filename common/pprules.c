@@ -417,9 +417,11 @@ static void free_names(char **v, size_t n)
 	free(v);
 }
 
-/* subfiles(dir, suffix=ending): regular files (links followed), sorted. */
+/* subfiles(dir, suffix=ending): regular files (links followed), sorted;
+ * without nnp predict's CASE_probabilities<ending> (nnU-Net writes .npz). */
 static int list_cases(const char *dir, const char *ending, char ***out, size_t *nout)
 {
+	static const char probs[] = "_probabilities";
 	DIR *d = opendir(dir);
 	struct dirent *e;
 	char **v = NULL, p[PATH_MAX];
@@ -432,6 +434,8 @@ static int list_cases(const char *dir, const char *ending, char ***out, size_t *
 	while (!rc && (e = readdir(d))) {
 		size_t l = strlen(e->d_name);
 		if (l < le || strcmp(e->d_name + l - le, ending) || !strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		if (l >= le + sizeof probs - 1 && !strncmp(e->d_name + l - le - (sizeof probs - 1), probs, sizeof probs - 1))
 			continue;
 		if (nnp_path_join(p, sizeof p, dir, e->d_name) || !nnp_is_file(p))
 			continue;

@@ -76,7 +76,8 @@ int nnp_pprules_apply_file(const struct nnp_pprules *r, const char *src, const c
 
 /* nnUNetv2_apply_postprocessing: every CASE<file_ending> of in_dir to
  * out_dir (created when missing), plus copies of dataset.json and
- * plans.json.  Everything is staged in out_dir/.nnp-ppapply.XXXXXX and moved
+ * plans.json.  nnp predict's CASE_probabilities<file_ending> files are
+ * neither processed nor copied (nnU-Net's are .npz files).  Everything is staged in out_dir/.nnp-ppapply.XXXXXX and moved
  * into place only when every case succeeded; on error nothing is left
  * (an out_dir created here is removed again). */
 struct nnp_ppapply_opts {
