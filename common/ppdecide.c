@@ -604,7 +604,7 @@ static int write_case(struct ctx *C, size_t i, void *arg)
 	if (snprintf(dst, sizeof dst, "%s/postprocessed/%s", C->tmp, base_name(src)) >= (int)sizeof dst)
 		return nnp_err(NNP_EUSAGE, "path too long: '%s/postprocessed/%s'", C->tmp, base_name(src));
 	if (!pc->acc.n)
-		return nnp__pp_copy_file(src, dst);
+		return nnp__pp_copy_file(src, dst, 0);
 	nnp_vol_init(&v);
 	if ((rc = nnp__pp_open(src, &in)))
 		return rc;
@@ -631,11 +631,15 @@ static int final_summary(struct ctx *C, json_t **out)
 	char path[PATH_MAX], ppdir[PATH_MAX], *text = NULL;
 	int rc, keep = !C->o->remove_postprocessed;
 	*out = NULL;
-	if ((rc = nnp_path_join(path, sizeof path, C->tmp, "postprocessed/summary.json")) ||
-	    (rc = nnp_path_join(ppdir, sizeof ppdir, C->o->pred_dir, "postprocessed")))
+	size_t n = strlen(C->o->pred_dir);
+	if ((rc = nnp_path_join(path, sizeof path, C->tmp, "postprocessed/summary.json")))
 		return rc;
+	/* os.path.join(pred_dir, "postprocessed") */
+	if (snprintf(ppdir, sizeof ppdir, "%s%spostprocessed", C->o->pred_dir,
+		     n && C->o->pred_dir[n - 1] == '/' ? "" : "/") >= (int)sizeof ppdir)
+		return nnp_err(NNP_EUSAGE, "path too long: '%s'", C->o->pred_dir);
 	if (!C->src_sum) {   /* nothing accepted: nnU-Net copies the input's summary.json */
-		if (keep && (rc = nnp__pp_copy_file(C->base_path, path)))
+		if (keep && (rc = nnp__pp_copy_file(C->base_path, path, 0)))
 			return rc;
 		*out = json_incref(C->base);
 		return NNP_OK;

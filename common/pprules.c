@@ -250,7 +250,7 @@ int nnp__pp_check_seg(const char *path, const struct nnp_frame *f)
 }
 
 
-int nnp__pp_copy_file(const char *src, const char *dst)
+int nnp__pp_copy_file(const char *src, const char *dst, int force)
 {
 	struct nnp_atomic a;
 	char buf[1 << 16];
@@ -259,7 +259,7 @@ int nnp__pp_copy_file(const char *src, const char *dst)
 	if (fd < 0)
 		return nnp_err(NNP_EDATA, "cannot open '%s': %s", src, strerror(errno));
 #pragma omp critical(nnp_nifti_open)
-	rc = nnp_atomic_open(&a, dst, 0);
+	rc = nnp_atomic_open(&a, dst, force);
 	if (rc) {
 		close(fd);
 		return rc;
@@ -374,9 +374,7 @@ int nnp_pprules_apply_file(const struct nnp_pprules *r, const char *src, const c
 	free(rem);
 	if (!rc && !total) {   /* unchanged: the input's bytes */
 		nnp_vol_release(&v);
-		if (force && nnp__pp_exists(dst) && unlink(dst) != 0)
-			return nnp_err(NNP_EIO, "cannot replace '%s': %s", dst, strerror(errno));
-		return nnp__pp_copy_file(src, dst);
+		return nnp__pp_copy_file(src, dst, force);
 	}
 	if (!rc) {
 #pragma omp critical(nnp_nifti_open)
@@ -596,7 +594,7 @@ int nnp_pprules_apply_folder(const struct nnp_ppapply_opts *o, struct nnp_ppappl
 	}
 	for (int k = 0; !rc && k < 2; k++)
 		if (extra_src[k] && !(rc = nnp_path_join(p, sizeof p, A.tmp, extra[k])))
-			rc = nnp__pp_copy_file(extra_src[k], p);
+			rc = nnp__pp_copy_file(extra_src[k], p, 0);
 	if (!rc && o->stop && *o->stop)
 		rc = nnp_err(NNP_EIO, "interrupted by a signal: nothing was written");
 	for (size_t i = 0; !rc && i < A.n + 2; i++) {   /* everything staged: into place */
