@@ -630,8 +630,8 @@ static int final_summary(struct ctx *C, json_t **out)
 {
 	char path[PATH_MAX], ppdir[PATH_MAX], *text = NULL;
 	int rc, keep = !C->o->remove_postprocessed;
-	*out = NULL;
 	size_t n = strlen(C->o->pred_dir);
+	*out = NULL;
 	if ((rc = nnp_path_join(path, sizeof path, C->tmp, "postprocessed/summary.json")))
 		return rc;
 	/* os.path.join(pred_dir, "postprocessed") */
