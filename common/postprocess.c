@@ -84,8 +84,7 @@ static int64_t components(const uint8_t *mask, const int64_t n[3], int32_t *lab,
 	return next;
 }
 
-/* keep[i] for every mask voxel: its component has the largest size. */
-static int largest(const uint8_t *mask, const int64_t n[3], uint8_t *keep)
+int nnp_pp_largest_components(const uint8_t *mask, const int64_t n[3], uint8_t *keep)
 {
 	int64_t nv = n[0] * n[1] * n[2], ncomp, best = 0;
 	int32_t *lab = malloc((size_t)nv * sizeof *lab), *parent = NULL;
@@ -129,7 +128,7 @@ static int in_set(int v, const int *labels, int nlabels)
 	keep = mask + nv;                                                                                    \
 	for (int64_t i = 0; i < nv; i++)                                                                     \
 		mask[i] = (uint8_t)in_set((int)seg[i], labels, nlabels);                                     \
-	if ((rc = largest(mask, n, keep))) {                                                                 \
+	if ((rc = nnp_pp_largest_components(mask, n, keep))) {                                               \
 		free(mask);                                                                                  \
 		return rc;                                                                                   \
 	}                                                                                                    \

@@ -25,5 +25,9 @@
 int nnp_pp_keep_largest_i16(int16_t *seg, const int64_t n[3], const int *labels, int nlabels, int64_t *removed);
 /* The same for uint8 maps. */
 int nnp_pp_keep_largest_u8(uint8_t *seg, const int64_t n[3], const int *labels, int nlabels, int64_t *removed);
+/* The core on a given mask (bytes 0/1): keep[i] = 1 for the mask voxels in
+ * a component of the largest size, 0 elsewhere (all 0 for an empty mask).
+ * Memory: one int32 per voxel. */
+int nnp_pp_largest_components(const uint8_t *mask, const int64_t n[3], uint8_t *keep);
 
 #endif

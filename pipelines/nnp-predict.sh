@@ -1,6 +1,6 @@
 #!/bin/bash
 # nnp predict — nnUNetv2_predict as a pipeline of nnp filters, per case:
-#   nnp read CASE_0000... | nnp preprocess --no-mask | nnp infer | nnp export | nnp write
+#   nnp read CASE_0000... | nnp preprocess --no-mask | nnp infer | nnp export [| nnp postprocess --rules R] | nnp write
 # cases fanned out with GNU parallel (--joblog), outputs renamed into place atomically.
 set -euo pipefail
 shopt -s nullglob
@@ -29,6 +29,8 @@ Options:
   --step-size S          tile step (default 0.5)
   --disable-tta          no mirroring
   --save-probabilities   also write CASE_probabilities<file_ending> (float32, K channels)
+  --postprocess RULES    apply a rule file (postprocessing.json of nnp determine-postprocessing)
+                         to each segmentation (not to the probabilities, as in nnU-Net)
   --continue             skip cases whose output exists
   --fp16-compat          nnU-Net's float16 accumulation and export (bit-identical to nnU-Net)
   --precision P          fp32 (default) or bf16
@@ -53,7 +55,7 @@ usage_die() { echo "$PROG: error: $*" >&2; echo "Try '$PROG --help' for more inf
 info() { [ -n "${NNP_QUIET:-}" ] || echo "$PROG: $*" >&2; }
 
 IN= OUT= MODEL= DATASET= CONFIG= TRAINER=nnUNetTrainer PLANS=nnUNetPlans CKPT= STEP= TTA=1
-PROBS=0 CONT=0 FP16=0 PREC= DEVICE= JOBS=1 PARTS=1 PART=0
+PROBS=0 CONT=0 FP16=0 PREC= DEVICE= JOBS=1 PARTS=1 PART=0 PP=
 FOLDS=()
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -73,6 +75,7 @@ while [ $# -gt 0 ]; do
 	--step-size|-step_size) STEP=${2:?}; shift ;;
 	--disable-tta|--disable_tta) TTA=0 ;;
 	--save-probabilities|--save_probabilities) PROBS=1 ;;
+	--postprocess) PP=${2:?}; shift ;;
 	--continue|--continue_prediction) CONT=1 ;;
 	--fp16-compat) FP16=1 ;;
 	--precision) PREC=${2:?}; shift ;;
@@ -86,6 +89,10 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$IN" ] && [ -n "$OUT" ] || usage_die "give -i INPUT_DIR and -o OUTPUT_DIR"
 [ -d "$IN" ] || die "input folder '$IN' does not exist"
+if [ -n "$PP" ]; then # the rule file is checked before any case runs
+	[ -f "$PP" ] || die "rule file '$PP' does not exist"
+	nnp postprocess --rules "$PP" </dev/null >/dev/null || exit $?
+fi
 [[ $JOBS =~ ^[1-9][0-9]*$ ]] || usage_die "-j needs a positive number, not '$JOBS'"
 [[ $PARTS =~ ^[1-9][0-9]*$ && $PART =~ ^[0-9]+$ ]] && [ "$PART" -lt "$PARTS" ] ||
 	usage_die "--part-id must be in [0, --num-parts)"
@@ -171,6 +178,11 @@ EXPORT=(-p "$MD/plans.json" -c "$CONFIG" --dataset-json "$MD/dataset.json")
 [ "$FP16" = 1 ] && EXPORT+=(--fp16-compat)
 THREADS=$(( $(nproc) / JOBS )); [ "$THREADS" -ge 1 ] || THREADS=1
 
+# the segmentation frames through the rule file (when given), then written
+postprocess_write() {
+	if [ -n "$PP" ]; then nnp postprocess --rules "$PP" | nnp write -o "$1"; else nnp write -o "$1"; fi
+}
+
 # one case: everything into a private folder, then renamed into place
 predict_case() {
 	local id=$1 tmp="$OUT/.nnp-tmp/$1" files=()
@@ -184,14 +196,14 @@ predict_case() {
 		NNP_THREADS=$THREADS nnp preprocess -p "$MD/plans.json" -c "$CONFIG" --no-mask |
 		NNP_THREADS=$THREADS nnp infer "${INFER[@]}" |
 		NNP_THREADS=$THREADS nnp export "${EXPORT[@]}" |
-		nnp write -o "$tmp/" || { local rc=$?; rm -rf "$tmp"; return $rc; }
+		postprocess_write "$tmp/" || { local rc=$?; rm -rf "$tmp"; return $rc; }
 	[ "$PROBS" = 0 ] || mv "$tmp/${id}_probabilities$ENDING" "$OUT/${id}_probabilities$ENDING"
 	mv "$tmp/${id}_seg$ENDING" "$OUT/$id$ENDING"
 	rm -rf "$tmp"
 	info "$id: done"
 }
-export -f predict_case info
-export IN OUT MODEL MD CONFIG ENDING NCH PROBS CONT THREADS PROG
+export -f predict_case postprocess_write info
+export IN OUT MODEL MD CONFIG ENDING NCH PROBS CONT THREADS PROG PP
 export INFER_S EXPORT_S
 INFER_S=$(printf '%q ' "${INFER[@]}")
 EXPORT_S=$(printf '%q ' "${EXPORT[@]}")
