@@ -17,6 +17,7 @@
 #include "findbest.h"
 #include "json.h"
 #include "prog.h"
+#include "pyjson.h"
 
 #define NAME_MAX_FB 256
 
@@ -165,12 +166,10 @@ static int summary_dice(const char *dir, double *dice)
 	json_t *j;
 	const json_t *d;
 	int rc;
-	if ((rc = join(path, sizeof path, dir, "summary.json")) || (rc = nnp_json_load(path, &j)))
+	if ((rc = join(path, sizeof path, dir, "summary.json")) || (rc = nnp_pyjson_load(path, &j)))
 		return rc;
 	d = json_object_get(json_object_get(j, "foreground_mean"), "Dice");
-	rc = json_is_number(d) ? NNP_OK : nnp_err(NNP_EDATA, "'%s': no foreground_mean.Dice", path);
-	if (!rc)
-		*dice = json_number_value(d);
+	rc = nnp_pyjson_number(d, dice) ? NNP_OK : nnp_err(NNP_EDATA, "'%s': no foreground_mean.Dice", path);
 	json_decref(j);
 	return rc;
 }
@@ -383,11 +382,11 @@ static int write_information(const struct fb *f, const struct result *best, doub
 	for (size_t i = 0; i < f->nmodels; i++)
 		json_array_append_new(models, model_dict(&f->models[i], "plans"));
 	for (size_t i = 0; i < f->nresults; i++)
-		json_object_set_new(all, f->results[i].key, json_real(f->results[i].dice));
+		json_object_set_new(all, f->results[i].key, nnp_pyjson_real(f->results[i].dice));
 	for (int k = 0; k < 2 && best->members[k] >= 0; k++)
 		json_array_append_new(sel, model_dict(&f->models[best->members[k]], "plans_identifier"));
-	json_object_set_new(bm, "result_on_crossval_pre_pp", json_real(best->dice));
-	json_object_set_new(bm, "result_on_crossval_post_pp", json_real(post_pp));
+	json_object_set_new(bm, "result_on_crossval_pre_pp", nnp_pyjson_real(best->dice));
+	json_object_set_new(bm, "result_on_crossval_post_pp", nnp_pyjson_real(post_pp));
 	join(file, sizeof file, best->source, "postprocessing.json");
 	json_object_set_new(bm, "postprocessing_file", json_string(file));
 	join(file, sizeof file, best->source, "plans.json");
@@ -400,7 +399,7 @@ static int write_information(const struct fb *f, const struct result *best, doub
 	json_object_set_new(info, "all_results", all);
 	json_object_set_new(info, "best_model_or_ensemble", bm);
 	if (!(rc = join(path, pathlen, f->o->results_dir, "inference_information.json")))
-		rc = nnp_json_write_file(info, path, 4, NNP_JSON_SORT_KEYS, 1);
+		rc = nnp_pyjson_write_file(info, path, 4, NNP_JSON_SORT_KEYS, 1);
 	json_decref(info);
 	return rc;
 }
@@ -487,7 +486,7 @@ static int write_instructions(const struct fb *f, const char *info_path)
 	json_t *info;
 	FILE *out;
 	int rc;
-	if ((rc = nnp_json_load(info_path, &info)))
+	if ((rc = nnp_pyjson_load(info_path, &info)))
 		return rc;
 	if ((rc = join(path, sizeof path, f->o->results_dir, "inference_instructions.txt")) ||
 	    (rc = nnp_atomic_open(&a, path, 1))) {
@@ -622,7 +621,7 @@ int nnp_find_best_script(const char *results_dir, const char *input_dir, const c
 		return rc;
 	if (!nnp_is_file(path))
 		return nnp_err(NNP_EDATA, "'%s' is missing: run nnp find-best first", path);
-	if ((rc = nnp_json_load(path, &info)))
+	if ((rc = nnp_pyjson_load(path, &info)))
 		return rc;
 	rc = instructions(info, input_dir, output_dir, jobs, out);
 	json_decref(info);

@@ -25,6 +25,7 @@
 #include "optim.h"
 #include "plans.h"
 #include "prog.h"
+#include "pyjson.h"
 #include "trainlog.h"
 #include "split.h"
 #include "trainnet.h"
@@ -856,12 +857,14 @@ static int report_validation(const struct trainer *t)
 	char path[4200];
 	json_t *sum;
 	const json_t *fg;
+	double d = NAN;
 	int rc;
 	snprintf(path, sizeof path, "%s/validation/summary.json", t->c->out_dir);
-	if ((rc = nnp_json_load(path, &sum)))
+	if ((rc = nnp_pyjson_load(path, &sum)))
 		return rc;
 	fg = json_object_get(json_object_get(sum, "foreground_mean"), "Dice");
-	nnp_info("Mean Validation Dice: %.6f", json_number_value(fg));
+	nnp_pyjson_number(fg, &d);
+	nnp_info("Mean Validation Dice: %.6f", d);
 	json_decref(sum);
 	return NNP_OK;
 }
