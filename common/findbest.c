@@ -564,6 +564,13 @@ static int run(struct fb *f)
 			       "(nnp plan-and-preprocess)", f->gt);
 	if ((rc = find_models(f)))
 		return rc;
+	/* the previous result goes first: its folders are about to be rebuilt */
+	if (!(rc = join(info, sizeof info, o->results_dir, "inference_information.json")) && unlink(info) &&
+	    errno != ENOENT)
+		return nnp_err(NNP_EIO, "cannot remove '%s': %s", info, strerror(errno));
+	if (!(rc = join(info, sizeof info, o->results_dir, "inference_instructions.txt")) && unlink(info) &&
+	    errno != ENOENT)
+		return nnp_err(NNP_EIO, "cannot remove '%s': %s", info, strerror(errno));
 	for (size_t i = 0; i < f->nmodels; i++) {
 		if ((rc = push_result(f, &r)) || (rc = accumulate(f, i, r)))
 			return rc;

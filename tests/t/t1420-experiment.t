@@ -19,9 +19,9 @@ PL=nnUNetPlans_f4x16
 M=res/$D/nnUNetTrainer__${PL}__2d
 EXPMK=$T_REPO/pipelines/experiment.mk
 run_exp() {
-	make --no-print-directory -f "$EXPMK" DATASET=990 CONFIGS=2d FOLDS="0 1" PLANS=$PL \
+	env -u NNP_QUIET make --no-print-directory -f "$EXPMK" DATASET=990 CONFIGS=2d FOLDS="0 1" PLANS=$PL \
 		PLAN_ARGS="--base-features 4 --max-features 16" \
-		TRAIN_ARGS="--epochs 6 --iters 6 --val-iters 1 --batch-size 4" EXP=$PWD/exp NNP="$NNP_BIN/nnp" "$@"
+		TRAIN_ARGS="--epochs 20 --iters 10 --val-iters 1 --batch-size 4" EXP=$PWD/exp NNP="$NNP_BIN/nnp" "$@"
 }
 
 test_expect_success 'setup: a 6-case example dataset' '
@@ -33,7 +33,9 @@ test_expect_success 'setup: a 6-case example dataset' '
 
 test_expect_success 'first run, SIGTERMed (process group) while fold 1 trains: fold 0 done, fold 1 checkpointed' '
 	{ setsid bash -c "$(declare -f run_exp); EXPMK=$EXPMK PL=$PL NNP_BIN=$NNP_BIN run_exp all" >run1.out 2>&1 & } &&
-	for _ in $(seq 1200); do [ -f $M/fold_1/checkpoint_latest.nnpm ] && break; sleep 0.25; done &&
+	L=$M/fold_1/training_log.tsv &&
+	for _ in $(seq 6000); do [ -f $M/fold_1/checkpoint_latest.nnpm ] && [ -f $L ] && [ $(wc -l <$L) -ge 4 ] && break
+		sleep 0.1; done &&
 	test -f $M/fold_1/checkpoint_latest.nnpm &&
 	pgid=$(ps -o pgid= -p $(pgrep -f "nnp-train -d $D -c 2d -f 1" | head -n1) | tr -d " ") &&
 	kill -TERM -- -$pgid &&
@@ -53,8 +55,9 @@ test_expect_success 'rerun: trains only fold 1 (resumed), then find-best, predic
 	grep -q "resuming from .*fold_1/checkpoint_latest.nnpm" exp/logs/train_2d_fold_1.log &&
 	cmp fold0.summary $M/fold_0/validation/summary.json &&
 	test $(stat -c %Y fold0.summary) = $(stat -c %Y $M/fold_0/validation/summary.json) &&
-	test $(($(wc -l <$M/fold_1/training_log.tsv) - 1)) = 6 &&
-	for f in exp/stamps/trained exp/stamps/predicted exp/test_summary.json res/$D/inference_information.json \
+	test $(($(wc -l <$M/fold_1/training_log.tsv) - 1)) = 20 &&
+	test -e exp/stamps/trained && test -e exp/stamps/predicted &&
+	for f in exp/test_summary.json res/$D/inference_information.json \
 		res/$D/inference_instructions.txt $M/crossval_results_folds_0_1/summary.json \
 		$M/crossval_results_folds_0_1/postprocessing.json exp/predictions/ex_008.nii.gz \
 		exp/predictions/ex_009.nii.gz; do test -s $f || { echo "missing $f"; exit 1; }; done
@@ -89,7 +92,7 @@ test_expect_success 'find-best: the cross-validation holds both folds, inference
 	assert info["considered_models"] == [{"plans": "nnUNetPlans_f4x16", "configuration": "2d",
 	                                      "trainer": "nnUNetTrainer"}]
 	EOF
-	grep -q "^nnp predict -d 990 -i INPUT_FOLDER -o OUTPUT_FOLDER -f 0 1 -tr nnUNetTrainer -c 2d -p nnUNetPlans_f4x16$" \
+	grep -q "^nnp predict -d $D -i INPUT_FOLDER -o OUTPUT_FOLDER -f 0 1 -tr nnUNetTrainer -c 2d -p nnUNetPlans_f4x16$" \
 		res/$D/inference_instructions.txt &&
 	grep -q "^nnp apply-postprocessing -i OUTPUT_FOLDER -o OUTPUT_FOLDER_PP --rules .*postprocessing.json$" \
 		res/$D/inference_instructions.txt
@@ -114,24 +117,27 @@ json.dump(p, open(sys.argv[1], \"w\"), indent=4)" pre/$D/$PL.json &&
 	grep -q "^\*Best\*: nnUNetTrainer__${PL}__2d: " fb.out
 '
 
-test_expect_success 'find-best refusals: untrained model, a model without --npz, missing fold' '
-	t_code 1 nnp find-best -d 990 -c 3d_fullres -p $PL -f 0 1 2>err1 &&
-	grep -q "model nnUNetTrainer__${PL}__3d_fullres has no output folder" err1 &&
-	rm res/$D/nnUNetTrainer__${PL}__2dcopy/fold_1/validation/*_probabilities.nii.gz &&
-	t_code 1 nnp find-best -d 990 -c 2d 2dcopy -p $PL -f 0 1 2>err2 &&
-	grep -q "has no validation probabilities for .*--npz" err2 &&
-	t_code 1 nnp find-best -d 990 -c 2d -p $PL -f 0 1 2 2>err3 &&
-	grep -q "fold 2 of model nnUNetTrainer__${PL}__2d is missing" err3 &&
-	t_code 2 nnp find-best -c 2d 2>err4 && grep -q "\-d DATASET is required" err4 &&
-	t_code 2 nnp find-best -d 990 --script -i x 2>err5
-'
-
 test_expect_success '--script: a runnable script from inference_information.json' '
 	nnp find-best -d 990 --script -i "raw/$D/imagesTs" -o "out dir" >s.sh &&
 	head -1 s.sh | grep -q "^#!/bin/bash" &&
 	grep -q "^nnp predict -d 990 -i raw/$D/imagesTs -o '\''out dir.raw'\'' -f 0 1 .* --continue$" s.sh &&
 	bash s.sh 2>/dev/null &&
 	for c in ex_008 ex_009; do niicmp "out dir/$c.nii.gz" exp/predictions/$c.nii.gz; done
+'
+
+test_expect_success 'find-best refusals: untrained model, a model without --npz, missing fold; a failed run leaves no stale result' '
+	t_code 1 nnp find-best -d 990 -c 3d_fullres -p $PL -f 0 1 &&
+	grep -q "model nnUNetTrainer__${PL}__3d_fullres has no output folder" stderr &&
+	rm res/$D/nnUNetTrainer__${PL}__2dcopy/fold_1/validation/*_probabilities.nii.gz &&
+	t_code 1 nnp find-best -d 990 -c 2d 2dcopy -p $PL -f 0 1 &&
+	grep -q "has no validation probabilities for .*--npz" stderr &&
+	t_code 1 nnp find-best -d 990 -c 2d -p $PL -f 0 1 2 &&
+	grep -q "fold 2 of model nnUNetTrainer__${PL}__2d is missing" stderr &&
+	t_code 2 nnp find-best -c 2d && grep -q "\-d DATASET is required" stderr &&
+	t_code 2 nnp find-best -d 990 --script -i x &&
+	test ! -e res/$D/inference_information.json &&
+	mkdir -p empty/$D && nnUNet_results=$PWD/empty t_code 1 nnp find-best -d 990 --script -i x -o y &&
+	grep -q "inference_information.json. is missing: run nnp find-best first" stderr
 '
 
 done_testing
