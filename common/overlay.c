@@ -309,6 +309,49 @@ static void panel(unsigned char *rgb, int width, int x0, int y0, int pw, int ph,
 	}
 }
 
+/* The grey window: percentiles q of the image inside the bounding box of the
+ * foreground (reference, else prediction) grown by an eighth of its extent on every
+ * side, so the contrast is that of the anatomy around the labels, not of the
+ * air around the body; the whole volume when nothing is labelled. */
+static int window(const struct nnp_overlay_input *in, const double q[2], double win[2])
+{
+	const int32_t *lab = in->ref ? in->ref : in->seg;
+	const int64_t *n = in->shape;
+	int64_t lo[3] = { n[0], n[1], n[2] }, hi[3] = { -1, -1, -1 }, m;
+	size_t k = 0, nbox = 1;
+	float *box;
+	int rc;
+	for (int64_t z = 0; z < n[0]; z++)
+		for (int64_t y = 0; y < n[1]; y++)
+			for (int64_t x = 0; x < n[2]; x++) {
+				const int64_t c[3] = { z, y, x };
+				if (lab[(z * n[1] + y) * n[2] + x] <= 0)
+					continue;
+				for (int i = 0; i < 3; i++) {
+					lo[i] = c[i] < lo[i] ? c[i] : lo[i];
+					hi[i] = c[i] > hi[i] ? c[i] : hi[i];
+				}
+			}
+	if (hi[0] < 0)
+		return nnp_overlay_percentile(in->image, (size_t)(n[0] * n[1] * n[2]), q, 2, win);
+	for (int i = 0; i < 3; i++) {
+		m = (hi[i] - lo[i] + 1) / 8;
+		lo[i] = lo[i] - m < 0 ? 0 : lo[i] - m;
+		hi[i] = hi[i] + m > n[i] - 1 ? n[i] - 1 : hi[i] + m;
+		nbox *= (size_t)(hi[i] - lo[i] + 1);
+	}
+	if (!(box = malloc(nbox * sizeof *box)))
+		return nnp_err(NNP_ENOMEM, "cannot allocate %.1f MiB for the grey window",
+			       (double)nbox * sizeof *box / 1048576.0);
+	for (int64_t z = lo[0]; z <= hi[0]; z++)
+		for (int64_t y = lo[1]; y <= hi[1]; y++)
+			for (int64_t x = lo[2]; x <= hi[2]; x++)
+				box[k++] = in->image[(z * n[1] + y) * n[2] + x];
+	rc = nnp_overlay_percentile(box, nbox, q, 2, win);
+	free(box);
+	return rc;
+}
+
 int nnp_overlay_render(const struct nnp_overlay_input *in, const struct nnp_overlay_opts *o,
 		       unsigned char **rgb, struct nnp_overlay_layout *lay)
 {
@@ -318,7 +361,6 @@ int nnp_overlay_render(const struct nnp_overlay_input *in, const struct nnp_over
 	struct canvas cv;
 	double win[2], sp_r, sp_c;
 	int band = o->captions ? NNP_OVERLAY_BAND : 0, G = NNP_OVERLAY_GAP, rc;
-	size_t nvox;
 	unsigned char *px;
 
 	*rgb = NULL;
@@ -331,7 +373,6 @@ int nnp_overlay_render(const struct nnp_overlay_input *in, const struct nnp_over
 			return nnp_err(NNP_EDATA, "cannot draw a volume of shape %lldx%lldx%lld, spacing %g,%g,%g",
 				       (long long)in->shape[0], (long long)in->shape[1],
 				       (long long)in->shape[2], in->spacing[0], in->spacing[1], in->spacing[2]);
-	nvox = (size_t)in->shape[0] * (size_t)in->shape[1] * (size_t)in->shape[2];
 	v.axis = o->axis;
 	strides_of(in->shape, v.st);
 	v.rows = in->shape[o->axis == 0 ? 1 : 0];
@@ -343,7 +384,7 @@ int nnp_overlay_render(const struct nnp_overlay_input *in, const struct nnp_over
 	if (rc < 0)
 		return rc;
 	lay->nrows = rc;
-	if ((rc = nnp_overlay_percentile(in->image, nvox, q, 2, win)))
+	if ((rc = window(in, q, win)))
 		return rc;
 	lay->lo = win[0];
 	lay->hi = win[1];

@@ -11,8 +11,10 @@
  *    collision (the higher one at equal distance); fewer rows when the
  *    extent has fewer than N slices; without foreground N slices spread
  *    evenly.  Rows are in ascending slice order.
- *  - grey: per image (the whole channel volume), window [p0.5, p99.5] with
- *    numpy's linear percentile over the finite voxels;
+ *  - grey: per image, window [p0.5, p99.5] with numpy's linear percentile
+ *    over the finite voxels of the labels' bounding box (reference, else
+ *    prediction) grown by an eighth of its extent per side (the whole channel
+ *    volume when nothing is labelled);
  *    G = floor(clip((v - lo) / (hi - lo) * 255, 0, 255) + 0.5), 0 when
  *    hi <= lo or v is not finite.
  *  - colour: label l > 0 gets nnp_overlay_colour(l), blended

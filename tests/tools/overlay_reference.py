@@ -182,7 +182,17 @@ def plane(vol, axis, s):
 
 
 def expected(img, seg, ref, spacing, axis, n, alpha, min_panel, captions):
-    v = img[np.isfinite(img)].astype(np.float64)
+    lab = ref if ref is not None else seg
+    box = img
+    if (lab > 0).any():   # the labels' bounding box grown by an eighth of its extent per side
+        nz = np.nonzero(lab > 0)
+        sl = []
+        for i in range(3):
+            a, b = int(nz[i].min()), int(nz[i].max())
+            m = (b - a + 1) // 8
+            sl.append(slice(max(a - m, 0), min(b + m, img.shape[i] - 1) + 1))
+        box = img[tuple(sl)]
+    v = box[np.isfinite(box)].astype(np.float64)
     lo, hi = np.percentile(v, [0.5, 99.5]) if v.size else (np.nan, np.nan)
     slices, best = pick(ref if ref is not None else seg, axis, n)
     rows_ax, cols_ax = [(1, 2), (0, 2), (0, 1)][axis]
