@@ -226,3 +226,16 @@ int nnp_rmtree(const char *dir)
 		return nnp_err(NNP_EIO, "cannot remove '%s': %s", dir, strerror(errno));
 	return NNP_OK;
 }
+
+int nnp_write_text_file(const char *path, const char *text, int force)
+{
+	struct nnp_atomic a;
+	int rc;
+	if ((rc = nnp_atomic_open(&a, path, force)))
+		return rc;
+	if ((rc = nnp_write_all(a.fd, text, strlen(text), path))) {
+		nnp_atomic_abort(&a);
+		return rc;
+	}
+	return nnp_atomic_commit(&a);
+}

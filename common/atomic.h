@@ -38,6 +38,8 @@ int nnp_mkdirs(const char *dir);
 /* Copy file src to dst (same bytes, streamed), atomically; force: replace
  * an existing dst.  hardlink: try link(2) first (no copy on one file system). */
 int nnp_copy_file(const char *src, const char *dst, int force, int hardlink);
+/* Write the NUL-terminated text to path atomically (force: replace). */
+int nnp_write_text_file(const char *path, const char *text, int force);
 /* rm -r dir (no-op when it does not exist; symlinks are removed, not followed). */
 int nnp_rmtree(const char *dir);
 /* Write a whole buffer to fd, retrying on EINTR/short writes. */

@@ -17,6 +17,7 @@
 #include "dataset.h"
 #include "atomic.h"
 #include "err.h"
+#include "split.h"
 
 #define CHANNELS_MAX 65536
 #define LABELS_MAX 65536
@@ -1058,4 +1059,67 @@ int nnp_is_probabilities_name(const char *name, const char *ending)
 	size_t n = strlen(name), e = strlen(ending), k = strlen(NNP_PROBABILITIES_SUFFIX);
 	return n >= e + k && !strcmp(name + n - e, ending) &&
 	       !strncmp(name + n - e - k, NNP_PROBABILITIES_SUFFIX, k);
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int list_wanted(const char *dir, const char *name, const char *suffix, int flags)
+{
+	size_t n = strlen(name), k = strlen(suffix);
+	char path[PATH_MAX];
+	if (n <= k || strcmp(name + n - k, suffix) || !strcmp(name, ".") || !strcmp(name, ".."))
+		return 0;
+	if (((flags & NNP_LIST_SKIP_HIDDEN) && name[0] == '.') ||
+	    ((flags & NNP_LIST_NO_PROBABILITIES) && nnp_is_probabilities_name(name, suffix)))
+		return 0;
+	return !nnp_path_join(path, sizeof path, dir, name) && nnp_is_file(path);
+}
+
+int nnp_list_dir(const char *dir, const char *suffix, int flags, char ***names, size_t *nout)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	char **v = NULL;
+	size_t n = 0, cap = 0;
+	int rc = NNP_OK;
+	*names = NULL;
+	*nout = 0;
+	if (!d)
+		return nnp_err(NNP_EDATA, "cannot open folder '%s': %s", dir, strerror(errno));
+	while (!rc && (e = readdir(d))) {
+		size_t len = strlen(e->d_name);
+		if (!list_wanted(dir, e->d_name, suffix, flags))
+			continue;
+		if (n == cap) {
+			char **t;
+			if (cap >= NNP_CASES_MAX) {
+				rc = nnp_err(NNP_ENOMEM, "'%s': more than %d files ending in '%s'", dir, NNP_CASES_MAX,
+					     suffix);
+				break;
+			}
+			cap = cap ? 2 * cap : 64;
+			if (!(t = realloc(v, cap * sizeof *t))) {
+				rc = nnp_err(NNP_ENOMEM, "out of memory listing '%s'", dir);
+				break;
+			}
+			v = t;
+		}
+		if (!(v[n] = strndup(e->d_name, (flags & NNP_LIST_STRIP_SUFFIX) ? len - strlen(suffix) : len)))
+			rc = nnp_err(NNP_ENOMEM, "out of memory listing '%s'", dir);
+		else
+			n++;
+	}
+	closedir(d);
+	if (rc) {
+		nnp_strv_free(v, n);
+		return rc;
+	}
+	if (n)
+		qsort(v, n, sizeof *v, cmp_name);
+	*names = v;
+	*nout = n;
+	return NNP_OK;
 }

@@ -76,4 +76,13 @@ char *nnp_dataset_path(const char *dir, const char *path);
  * ending), never a segmentation: folder listings of segmentations skip it. */
 int nnp_is_probabilities_name(const char *name, const char *ending);
 
+/* Flags of nnp_list_dir. */
+#define NNP_LIST_SKIP_HIDDEN 1       /* names starting with '.' (temporaries) */
+#define NNP_LIST_NO_PROBABILITIES 2  /* CASE_probabilities<suffix> */
+#define NNP_LIST_STRIP_SUFFIX 4      /* hand out the names without suffix */
+/* The sorted names of the regular files (links followed) of dir whose
+ * names end with suffix (and are longer than it), at most NNP_CASES_MAX.
+ * NNP_EDATA naming dir when it cannot be opened.  Free with nnp_strv_free. */
+int nnp_list_dir(const char *dir, const char *suffix, int flags, char ***names, size_t *n);
+
 #endif

@@ -61,54 +61,17 @@ static int ending_ok(const char *e)
  * are temporary files). */
 static int list_dir(const char *dir, const char *suffix, char ***out, size_t *nout)
 {
-	size_t sl = strlen(suffix), n = 0, cap = 0;
-	char **ids = NULL;
-	struct dirent *e;
-	DIR *d;
-	int rc = NNP_OK;
-
-	*out = NULL;
-	*nout = 0;
-	if (!(d = opendir(dir)))
-		return nnp_err(NNP_EDATA, "input folder '%s': %s", dir, strerror(errno));
-	while ((e = readdir(d))) {
-		size_t len = strlen(e->d_name);
-		if (e->d_name[0] == '.' || len <= sl || strcmp(e->d_name + len - sl, suffix))
-			continue;
-		if (len - sl > NNP_CASE_ID_MAX) {
-			rc = nnp_err(NNP_EDATA, "'%s/%s': case id longer than %d bytes", dir, e->d_name,
+	int rc = nnp_list_dir(dir, suffix, NNP_LIST_SKIP_HIDDEN | NNP_LIST_STRIP_SUFFIX, out, nout);
+	for (size_t i = 0; !rc && i < *nout; i++)
+		if (strlen((*out)[i]) > NNP_CASE_ID_MAX)
+			rc = nnp_err(NNP_EDATA, "'%s/%s%s': case id longer than %d bytes", dir, (*out)[i], suffix,
 				     NNP_CASE_ID_MAX);
-			break;
-		}
-		if (n == cap) {
-			char **t;
-			if (cap >= NNP_CASES_MAX) {
-				rc = nnp_err(NNP_ENOMEM, "'%s': more than %d probability files", dir, NNP_CASES_MAX);
-				break;
-			}
-			cap = cap ? 2 * cap : 64;
-			if (!(t = realloc(ids, cap * sizeof *t))) {
-				rc = nnp_err(NNP_ENOMEM, "out of memory");
-				break;
-			}
-			ids = t;
-		}
-		if (!(ids[n] = strndup(e->d_name, len - sl))) {
-			rc = nnp_err(NNP_ENOMEM, "out of memory");
-			break;
-		}
-		n++;
+	if (rc && *out) {
+		free_strv(*out, *nout);
+		*out = NULL;
+		*nout = 0;
 	}
-	closedir(d);
-	if (rc) {
-		free_strv(ids, n);
-		return rc;
-	}
-	if (n)
-		qsort(ids, n, sizeof *ids, cmp_str);
-	*out = ids;
-	*nout = n;
-	return NNP_OK;
+	return rc;
 }
 
 static int has_id(char *const *ids, size_t n, const char *id)

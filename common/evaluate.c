@@ -29,7 +29,6 @@
 #define PW_BLOCK 128                    /* numpy's pairwise block */
 #define LUT_SPAN_MAX ((uint64_t)1 << 20) /* dense value table entries */
 #define SLAB_BYTES ((size_t)4 << 20)    /* voxel bytes read per side at a time */
-#define FILES_MAX 16000000              /* files listed in one folder */
 
 static int oom(void)
 {
@@ -1344,62 +1343,11 @@ static void free_names(char **v, size_t n)
 	free(v);
 }
 
-static int ends_with(const char *s, const char *end)
-{
-	size_t n = strlen(s), k = strlen(end);
-	return n >= k && !strcmp(s + n - k, end);
-}
-
-static int push_name(char ***v, size_t *n, size_t *cap, const char *name)
-{
-	if (*n == *cap) {
-		size_t c = *cap ? 2 * *cap : 64;
-		char **p;
-		if (c > FILES_MAX)
-			return nnp_err(NNP_ENOMEM, "more than %d files in one folder", FILES_MAX);
-		if (!(p = realloc(*v, c * sizeof *p)))
-			return oom();
-		*v = p;
-		*cap = c;
-	}
-	return ((*v)[(*n)++] = strdup(name)) ? NNP_OK : oom();
-}
-
 /* subfiles(dir, suffix=ending, join=False): regular files (links followed), sorted. */
+/* The segmentations of dir (CASE_probabilities files are not). */
 static int list_files(const char *dir, const char *ending, char ***out, size_t *nout)
 {
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	char **v = NULL;
-	size_t n = 0, cap = 0;
-	int rc = NNP_OK;
-	*out = NULL;
-	*nout = 0;
-	if (!d)
-		return nnp_err(NNP_EDATA, "cannot open folder '%s': %s", dir, strerror(errno));
-	while (!rc && (e = readdir(d))) {
-		char *p;
-		if (!ends_with(e->d_name, ending) || !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
-		    nnp_is_probabilities_name(e->d_name, ending))
-			continue; /* CASE_probabilities<ending> is not a segmentation */
-		if (!(p = py_join(dir, e->d_name))) {
-			rc = oom();
-			break;
-		}
-		if (nnp_is_file(p))
-			rc = push_name(&v, &n, &cap, e->d_name);
-		free(p);
-	}
-	closedir(d);
-	if (rc) {
-		free_names(v, n);
-		return rc;
-	}
-	if (n)
-		qsort(v, n, sizeof *v, cmp_str);
-	*out = v;
-	*nout = n;
-	return NNP_OK;
+	return nnp_list_dir(dir, ending, NNP_LIST_NO_PROBABILITIES, out, nout);
 }
 
 void nnp_eval_pairs_release(struct nnp_eval_pairs *p)

@@ -1,7 +1,6 @@
 /* findbest.c — nnUNetv2_find_best_configuration: accumulate the
  * cross-validation results of each model, ensemble pairs, pick the best,
  * determine its postprocessing, write the inference instructions. */
-#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -18,6 +17,7 @@
 #include "json.h"
 #include "prog.h"
 #include "pyjson.h"
+#include "split.h"
 
 #define NAME_MAX_FB 256
 
@@ -192,36 +192,31 @@ static int copy_named(const char *src_dir, const char *dst_dir, const char *name
 static int collect_fold(const struct model *m, int fold, const char *ending, const char *dst, int overwrite,
 			size_t *copied)
 {
-	char vdir[PATH_MAX], sub[64], src[PATH_MAX], out[PATH_MAX];
-	struct dirent *e;
-	DIR *d;
-	int rc = NNP_OK;
+	char vdir[PATH_MAX], sub[64], src[PATH_MAX], out[PATH_MAX], **names = NULL;
+	size_t n = 0;
+	int rc;
 	snprintf(sub, sizeof sub, "fold_%d/validation", fold);
 	if ((rc = join(vdir, sizeof vdir, m->dir, sub)))
 		return rc;
-	if (!(d = opendir(vdir)))
-		return nnp_err(NNP_EDATA, "fold %d of model %s is missing ('%s': %s): train it (nnp train ... -f %d)",
-			       fold, m->id, vdir, strerror(errno), fold);
-	while (!rc && (e = readdir(d))) {
-		size_t n = strlen(e->d_name), k = strlen(ending);
-		int prob;
-		if (n <= k || strcmp(e->d_name + n - k, ending))
-			continue;
-		prob = nnp_is_probabilities_name(e->d_name, ending);
-		if ((rc = join(src, sizeof src, vdir, e->d_name)) || (rc = join(out, sizeof out, dst, e->d_name)))
+	if (!nnp_is_dir(vdir))
+		return nnp_err(NNP_EDATA, "fold %d of model %s is missing (no folder '%s'): train it (nnp train ... -f %d)",
+			       fold, m->id, vdir, fold);
+	if ((rc = nnp_list_dir(vdir, ending, NNP_LIST_SKIP_HIDDEN, &names, &n)))
+		return rc;
+	for (size_t i = 0; i < n && !rc; i++) {
+		int prob = nnp_is_probabilities_name(names[i], ending);
+		if ((rc = join(src, sizeof src, vdir, names[i])) || (rc = join(out, sizeof out, dst, names[i])))
 			break;
-		if (!nnp_is_file(src))
-			continue;
 		if (nnp_is_file(out)) {
 			if (overwrite && !prob)
 				rc = nnp_err(NNP_EDATA, "model %s: more than one fold has a prediction for '%s' "
-					     "(fold %d again): the folds overlap", m->id, e->d_name, fold);
+					     "(fold %d again): the folds overlap", m->id, names[i], fold);
 			continue;
 		}
 		if (!(rc = nnp_copy_file(src, out, 0, prob)) && !prob)
 			(*copied)++;
 	}
-	closedir(d);
+	nnp_strv_free(names, n);
 	return rc;
 }
 
@@ -285,30 +280,23 @@ out:
 /* Every segmentation of a cross-validation folder needs its probabilities. */
 static int check_probabilities(const struct model *m, const char *cv)
 {
-	char path[PATH_MAX], pname[NAME_MAX + 32];
+	char path[PATH_MAX], pname[NAME_MAX + 32], **names = NULL;
 	const char *ending;
-	struct dirent *e;
+	size_t n = 0;
 	json_t *ds;
-	DIR *d;
-	int rc = NNP_OK;
+	int rc;
 	if ((rc = load_dataset_json(cv, &ds)))
 		return rc;
 	ending = file_ending(ds);
-	if (!(d = opendir(cv))) {
-		json_decref(ds);
-		return nnp_err(NNP_EIO, "cannot open '%s': %s", cv, strerror(errno));
-	}
-	while (!rc && (e = readdir(d))) {
-		size_t n = strlen(e->d_name), k = strlen(ending);
-		if (n <= k || strcmp(e->d_name + n - k, ending) || nnp_is_probabilities_name(e->d_name, ending))
-			continue;
-		snprintf(pname, sizeof pname, "%.*s%s%s", (int)(n - k), e->d_name, NNP_PROBABILITIES_SUFFIX, ending);
+	rc = nnp_list_dir(cv, ending, NNP_LIST_NO_PROBABILITIES | NNP_LIST_STRIP_SUFFIX, &names, &n);
+	for (size_t i = 0; i < n && !rc; i++) {
+		snprintf(pname, sizeof pname, "%s%s%s", names[i], NNP_PROBABILITIES_SUFFIX, ending);
 		if (!(rc = join(path, sizeof path, cv, pname)) && !nnp_is_file(path))
-			rc = nnp_err(NNP_EDATA, "model %s has no validation probabilities for '%s': train it with "
+			rc = nnp_err(NNP_EDATA, "model %s has no validation probabilities for '%s%s': train it with "
 				     "--npz (nnU-Net: --npz) to ensemble it, or give --disable-ensembling",
-				     m->id, e->d_name);
+				     m->id, names[i], ending);
 	}
-	closedir(d);
+	nnp_strv_free(names, n);
 	json_decref(ds);
 	return rc;
 }

@@ -4,7 +4,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +12,7 @@
 #include <unistd.h>
 
 #include "atomic.h"
+#include "dataset.h"
 #include "err.h"
 #include "json.h"
 #include "nifti.h"
@@ -281,18 +281,10 @@ int nnp__pp_copy_file(const char *src, const char *dst, int force)
 	return nnp_atomic_commit(&a);
 }
 
-
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(p) != 0 && errno != ENOENT ? -1 : 0;
-}
-
 void nnp__pp_remove_tree(const char *p)
 {
-	nftw(p, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	if (nnp_rmtree(p)) /* best effort: a cleanup after an error already reported */
+		nnp_err_clear();
 }
 
 int nnp__pp_exists(const char *p)
@@ -403,11 +395,6 @@ struct apply_run {
 	char msg[1024];
 };
 
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static void free_names(char **v, size_t n)
 {
 	for (size_t i = 0; v && i < n; i++)
@@ -419,48 +406,7 @@ static void free_names(char **v, size_t n)
  * without nnp predict's CASE_probabilities<ending> (nnU-Net writes .npz). */
 static int list_cases(const char *dir, const char *ending, char ***out, size_t *nout)
 {
-	static const char probs[] = "_probabilities";
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	char **v = NULL, p[PATH_MAX];
-	size_t n = 0, cap = 0, le = strlen(ending);
-	int rc = NNP_OK;
-	*out = NULL;
-	*nout = 0;
-	if (!d)
-		return nnp_err(NNP_EDATA, "cannot open folder '%s': %s", dir, strerror(errno));
-	while (!rc && (e = readdir(d))) {
-		size_t l = strlen(e->d_name);
-		if (l < le || strcmp(e->d_name + l - le, ending) || !strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-			continue;
-		if (l >= le + sizeof probs - 1 && !strncmp(e->d_name + l - le - (sizeof probs - 1), probs, sizeof probs - 1))
-			continue;
-		if (nnp_path_join(p, sizeof p, dir, e->d_name) || !nnp_is_file(p))
-			continue;
-		if (n == cap) {
-			char **q;
-			cap = cap ? 2 * cap : 64;
-			if (cap > (1u << 24) || !(q = realloc(v, cap * sizeof *q))) {
-				rc = nnp_err(NNP_ENOMEM, "out of memory listing '%s'", dir);
-				break;
-			}
-			v = q;
-		}
-		if (!(v[n] = strdup(e->d_name)))
-			rc = nnp_err(NNP_ENOMEM, "out of memory");
-		else
-			n++;
-	}
-	closedir(d);
-	if (rc) {
-		free_names(v, n);
-		return rc;
-	}
-	if (n)
-		qsort(v, n, sizeof *v, cmp_str);
-	*out = v;
-	*nout = n;
-	return NNP_OK;
+	return nnp_list_dir(dir, ending, NNP_LIST_NO_PROBABILITIES, out, nout);
 }
 
 static void apply_one(struct apply_run *A, size_t i, struct nnp_progress *pr)

@@ -218,20 +218,11 @@ int nnp_pyjson_dumps(const json_t *j, int indent, int flags, char **out)
 
 int nnp_pyjson_write_file(const json_t *j, const char *path, int indent, int flags, int force)
 {
-	struct nnp_atomic a;
 	char *s;
 	int rc = nnp_pyjson_dumps(j, indent, flags, &s);
 	if (rc)
 		return rc;
-	if ((rc = nnp_atomic_open(&a, path, force))) {
-		free(s);
-		return rc;
-	}
-	rc = nnp_write_all(a.fd, s, strlen(s), path);
+	rc = nnp_write_text_file(path, s, force);
 	free(s);
-	if (rc) {
-		nnp_atomic_abort(&a);
-		return rc;
-	}
-	return nnp_atomic_commit(&a);
+	return rc;
 }
