@@ -143,6 +143,8 @@ demo: all
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 755 $(PROGS) $(PIPES) $(DESTDIR)$(PREFIX)/bin/
+	install -d $(DESTDIR)$(PREFIX)/share/nnpipe
+	install -m 644 pipelines/experiment.mk $(DESTDIR)$(PREFIX)/share/nnpipe/
 
 lint:
 	tests/lint.sh

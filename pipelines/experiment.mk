@@ -24,7 +24,8 @@
 #   TEST_IMAGES  images to predict (default: the raw dataset's imagesTs, if it exists)
 #   TEST_LABELS  their references (default: labelsTs, if it exists) -> test_summary.json
 #   EXP          where stamps, logs, predictions and scores go (default experiments/DATASET_NAME)
-#   NNP          the nnp program (default: bin/nnp next to this file, else nnp on PATH)
+#   NNP          the nnp program (default: bin/nnp of this checkout, else nnp on PATH;
+#                installed as PREFIX/share/nnpipe/experiment.mk, it uses the nnp on PATH)
 #
 # Targets: all (default), preprocess, train, find-best, predict, evaluate, report (prints the
 # Dice table of the test set), status (what is done), clean-exp (removes EXP only).
