@@ -111,10 +111,12 @@ elif [ -n "$DATASET" ] && [ -n "$CONFIG" ]; then
 else
 	usage_die "give the model as -m FOLDER or -d DATASET -c CONFIGURATION"
 fi
-mkdir -p "$OUT/.nnp-tmp"
-trap 'rm -rf "$OUT/.nnp-tmp"' EXIT  # private per-case folders and the joblog
+# private per-case folders and the joblog; one per run, so that --num-parts runs can share OUT
+TMPD="$OUT/.nnp-tmp.$PART.$$"
+mkdir -p "$TMPD"
+trap 'rm -rf "$TMPD"' EXIT
 if [ -f "$MODEL" ]; then # an nnpipe model file (nnp import-model): it carries plans and dataset.json
-	MD="$OUT/.nnp-tmp/model"
+	MD="$TMPD/model"
 	mkdir -p "$MD"
 	nnp inspect-model --plans "$MODEL" >"$MD/plans.json" &&
 		nnp inspect-model --dataset-json "$MODEL" >"$MD/dataset.json" || exit $?
@@ -185,7 +187,7 @@ postprocess_write() {
 
 # one case: everything into a private folder, then renamed into place
 predict_case() {
-	local id=$1 tmp="$OUT/.nnp-tmp/$1" files=()
+	local id=$1 tmp="$TMPD/$1" files=()
 	if [ "$CONT" = 1 ] && [ -f "$OUT/$id$ENDING" ] && { [ "$PROBS" = 0 ] || [ -f "$OUT/${id}_probabilities$ENDING" ]; }; then
 		info "$id: exists, skipped"
 		return 0
@@ -203,7 +205,7 @@ predict_case() {
 	info "$id: done"
 }
 export -f predict_case postprocess_write info
-export IN OUT MODEL MD CONFIG ENDING NCH PROBS CONT THREADS PROG PP
+export IN OUT MODEL MD CONFIG ENDING NCH PROBS CONT THREADS PROG TMPD PP
 export INFER_S EXPORT_S
 INFER_S=$(printf '%q ' "${INFER[@]}")
 EXPORT_S=$(printf '%q ' "${EXPORT[@]}")
@@ -213,7 +215,7 @@ if [ "$JOBS" = 1 ] || ! command -v parallel >/dev/null; then
 	for id in "${SEL[@]}"; do predict_case "$id" || exit $?; done
 else
 	# GNU parallel: one job per case, stop at the first failure, joblog for the record
-	printf '%s\n' "${SEL[@]}" | parallel --halt now,fail=1 -j "$JOBS" --joblog "$OUT/.nnp-tmp/joblog" \
+	printf '%s\n' "${SEL[@]}" | parallel --halt now,fail=1 -j "$JOBS" --joblog "$TMPD/joblog" \
 		"eval INFER=(\$INFER_S); eval EXPORT=(\$EXPORT_S); predict_case {}"
 fi
-rm -rf "$OUT/.nnp-tmp"
+rm -rf "$TMPD"
