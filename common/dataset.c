@@ -760,7 +760,7 @@ static int dict_cases(const struct nnp_dataset *d, json_t *ds, struct caselist *
 	json_t *v;
 	int rc;
 	json_object_foreach(ds, k, v) {
-		struct nnp_case *c;
+		struct nnp_case *c = NULL;
 		if ((rc = caselist_add(l, "dataset.json", &c)) || (rc = dict_case(d, k, v, c)))
 			return rc;
 	}
@@ -899,6 +899,8 @@ static int folder_case(const struct nnp_dataset *d, const char *imgdir, const ch
 			return NNP_ENOMEM;
 		c->nimages++;
 	}
+	if (!labdir)
+		return NNP_OK;
 	if (!(lab = nnp_strprintf("%s/%s%s", labdir, c->id, d->file_ending)))
 		return NNP_ENOMEM;
 	if (nnp_is_file(lab))
@@ -918,7 +920,7 @@ static int group_cases(const struct nnp_dataset *d, const char *imgdir, const ch
 		qsort(L->v, L->n, sizeof *L->v, cmp_entry);
 	while (i < L->n) {
 		size_t j = i + 1;
-		struct nnp_case *c;
+		struct nnp_case *c = NULL;
 		while (j < L->n && !strcmp(L->v[j].id, L->v[i].id))
 			j++;
 		if ((rc = caselist_add(l, imgdir, &c)) ||
@@ -948,6 +950,28 @@ static int folder_cases(const struct nnp_dataset *d, const char *split, struct c
 	free(imgdir);
 	free(labdir);
 	return rc;
+}
+
+int nnp_dataset_folder_cases(const struct nnp_dataset *d, const char *imgdir, struct nnp_case **cases,
+			     size_t *ncases)
+{
+	struct caselist l = { 0 };
+	struct listing L = { 0 };
+	int rc;
+	*cases = NULL;
+	*ncases = 0;
+	if (!nnp_is_dir(imgdir))
+		return nnp_err(NNP_EDATA, "images folder '%s' does not exist", imgdir);
+	if (!(rc = list_dir(imgdir, d->file_ending, &L)))
+		rc = group_cases(d, imgdir, NULL, &L, &l);
+	listing_free(&L);
+	if (rc) {
+		nnp_cases_free(l.v, l.n);
+		return rc;
+	}
+	*cases = l.v;
+	*ncases = l.n;
+	return NNP_OK;
 }
 
 static int check_split(const char *split)

@@ -62,6 +62,11 @@ int nnp_dataset_cases(const struct nnp_dataset *d, const char *split,
 /* One case by id (searching Tr then Ts unless split is given). */
 int nnp_dataset_case(const struct nnp_dataset *d, const char *split, const char *id,
 		     struct nnp_case *c);
+/* The cases of a loose images folder (nnUNetv2_predict's input): the same
+ * rule as imagesTr (CASE_XXXX + d's file_ending, grouped, byte order), no
+ * labels. */
+int nnp_dataset_folder_cases(const struct nnp_dataset *d, const char *imgdir, struct nnp_case **cases,
+			     size_t *ncases);
 void nnp_case_release(struct nnp_case *c);
 void nnp_cases_free(struct nnp_case *cases, size_t n);
 /* A path of dataset.json's "dataset" dict as nnU-Net resolves it:

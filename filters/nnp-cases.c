@@ -11,12 +11,16 @@
 static const struct nnp_proginfo info = {
 	.name = "cases",
 	.summary = "list the case ids of an nnU-Net raw dataset",
-	.usage = "  nnp cases [options] DATASET",
+	.usage = "  nnp cases [options] DATASET\n"
+		 "  nnp cases --folder IMAGES_DIR [options] DATASET_JSON",
 	.options =
 		"  -s, --split Tr|Ts  the training (imagesTr, default) or test (imagesTs) cases\n"
 		"  -i, --images       after each id, its channel files and its label file,\n"
 		"                     separated by TABs ('-' when a case has no label)\n"
-		"      --json         a JSON array of {\"id\", \"images\": [...], \"label\"}\n",
+		"      --json         a JSON array of {\"id\", \"images\": [...], \"label\"}\n"
+		"      --folder DIR   the cases of a loose images folder (nnUNetv2_predict's input):\n"
+		"                     DATASET_JSON (a dataset.json, or a folder holding one) gives\n"
+		"                     the file ending; every case must have its channels\n",
 	.details =
 		"DATASET is a dataset folder, a name like Dataset901_Spheres or an id like\n"
 		"901; names and ids are looked up in $nnUNet_raw.\n"
@@ -31,7 +35,7 @@ static const struct nnp_proginfo info = {
 };
 
 struct cmdline {
-	const char *dataset, *split;
+	const char *dataset, *split, *folder;
 	int images, json;
 };
 
@@ -41,6 +45,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		{ "split", required_argument, NULL, 's' },
 		{ "images", no_argument, NULL, 'i' },
 		{ "json", no_argument, NULL, 'J' },
+		{ "folder", required_argument, NULL, 'F' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -52,6 +57,7 @@ static void parse_cmdline(int argc, char **argv, struct cmdline *cl)
 		case 's': cl->split = optarg; break;
 		case 'i': cl->images = 1; break;
 		case 'J': cl->json = 1; break;
+		case 'F': cl->folder = optarg; break;
 		case ':': nnp_usage_error("option '%s' needs a value", argv[optind - 1]);
 		default: nnp_bad_option(argv);
 		}
@@ -118,6 +124,17 @@ static void check_count(const struct nnp_dataset *d, const char *split, size_t n
 			 d->dir, d->num_training, n);
 }
 
+/* --folder: every case needs exactly the dataset's channels (else exit 1). */
+static void check_channels(const struct nnp_dataset *d, const char *folder, const struct nnp_case *v, size_t n)
+{
+	if (!n)
+		nnp_dief(NNP_EDATA, "no images ending in '%s' in '%s'", d->file_ending, folder);
+	for (size_t i = 0; i < n; i++)
+		if (v[i].nimages != d->nchannels)
+			nnp_dief(NNP_EDATA, "case '%s': %zu channel file(s) in '%s', dataset.json has %zu channel(s)",
+				 v[i].id, v[i].nimages, folder, d->nchannels);
+}
+
 int main(int argc, char **argv)
 {
 	struct cmdline cl;
@@ -129,12 +146,20 @@ int main(int argc, char **argv)
 
 	nnp_proginit(&argc, argv, &info);
 	parse_cmdline(argc, argv, &cl);
-	if ((rc = nnp_dataset_resolve(cl.dataset, "nnUNet_raw", dir, sizeof dir)) ||
-	    (rc = nnp_dataset_open(dir, &d)))
-		nnp_die(rc);
-	if ((rc = nnp_dataset_cases(d, cl.split, &v, &n)))
-		nnp_die(rc);
-	check_count(d, cl.split, n);
+	if (cl.folder) {
+		/* a loose images folder: dataset.json (a file, or a folder holding one) gives
+		 * the file ending and the channels every case must have */
+		if ((rc = nnp_dataset_open_file(cl.dataset, &d)) || (rc = nnp_dataset_folder_cases(d, cl.folder, &v, &n)))
+			nnp_die(rc);
+		check_channels(d, cl.folder, v, n);
+	} else {
+		if ((rc = nnp_dataset_resolve(cl.dataset, "nnUNet_raw", dir, sizeof dir)) ||
+		    (rc = nnp_dataset_open(dir, &d)))
+			nnp_die(rc);
+		if ((rc = nnp_dataset_cases(d, cl.split, &v, &n)))
+			nnp_die(rc);
+		check_count(d, cl.split, n);
+	}
 	if (cl.json)
 		rc = print_json(v, n);
 	else

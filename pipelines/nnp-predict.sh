@@ -138,24 +138,15 @@ if [ -z "$CONFIG" ]; then
 	fi
 fi
 
-# dataset.json: file ending and the number of channels
-read -r ENDING NCH < <(/usr/bin/env python3 -c 'import json,sys
-d = json.load(open(sys.argv[1])); print(d["file_ending"], len(d.get("channel_names", d.get("modality", {}))))' \
-	"$MD/dataset.json" 2>/dev/null) || die "'$MD/dataset.json': cannot read file_ending/channel_names"
-
-# cases: CASE_<4 digits><ending>, grouped, sorted (nnU-Net's rule: id = name minus ending minus 5)
-declare -A CH
-for f in "$IN"/*"$ENDING"; do
-	b=$(basename "$f" "$ENDING")
-	[ ${#b} -gt 5 ] && [[ ${b: -5} =~ ^_[0-9]{4}$ ]] || die "'$f': not named CASE_<4-digit channel>$ENDING"
-	id=${b:0:${#b}-5}
-	CH[$id]=$(( ${CH[$id]:-0} + 1 ))
-done
-mapfile -t IDS < <(printf '%s\n' "${!CH[@]}" | LC_ALL=C sort)
-[ ${#IDS[@]} -gt 0 ] && [ -n "${IDS[0]}" ] || die "no images ending in '$ENDING' in '$IN'"
-for id in "${IDS[@]}"; do
-	[ "${CH[$id]}" -eq "$NCH" ] || die "case '$id': ${CH[$id]} channel file(s) in '$IN', the model needs $NCH"
-done
+# cases: nnU-Net's rule (CASE_XXXX<file_ending>, grouped, byte order), each with the
+# model's channels; the file ending from the first channel file's name
+LIST=$(nnp cases --folder "$IN" --images "$MD/dataset.json") || exit $?
+IDS=() NCH=0 ENDING=
+while IFS=$'\t' read -r -a f; do
+	IDS+=("${f[0]}")
+	NCH=$(( ${#f[@]} - 2 ))
+	[ -n "$ENDING" ] || { b=$(basename "${f[1]}"); ENDING=${b#"${f[0]}"_0000}; }
+done <<<"$LIST"
 SEL=()
 for k in "${!IDS[@]}"; do
 	[ $(( k % PARTS )) -eq "$PART" ] && SEL+=("${IDS[$k]}")

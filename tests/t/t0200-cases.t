@@ -33,7 +33,7 @@ mkds Dataset042_Two "$J2" \
 	imagesTs/t_1_0000.nii.gz imagesTs/t_1_0001.nii.gz
 D42="$RAW/Dataset042_Two"
 
-test_plan 19
+test_plan 21
 
 test_expect_success 'lists sorted case ids of a folder' '
 	t_code 0 nnp-cases "$D42" &&
@@ -151,6 +151,25 @@ test_expect_success 'a misnamed image file is named' '
 	mkds Dataset054_Name "$J2" imagesTr/good_0000.nii.gz imagesTr/good.nii.gz &&
 	t_code 1 nnp-cases "$RAW/Dataset054_Name" &&
 	t_err_line nnp-cases "good.nii.gz" "imagesTr"
+'
+
+test_expect_success '--folder: a loose images folder with a dataset.json (the input of nnp predict)' '
+	mkdir -p loose && : >loose/z_0001.nii.gz && : >loose/z_0000.nii.gz && : >loose/a_0000.nii.gz &&
+	: >loose/a_0001.nii.gz && : >loose/note.txt &&
+	printf "%s" "$J2" >loose.json &&
+	nnp-cases --folder loose --images loose.json >out &&
+	printf "a\tloose/a_0000.nii.gz\tloose/a_0001.nii.gz\t-\nz\tloose/z_0000.nii.gz\tloose/z_0001.nii.gz\t-\n" >want &&
+	cmp want out &&
+	mkdir -p jdir && cp loose.json jdir/dataset.json && nnp-cases --folder loose jdir >out2 &&
+	printf "a\nz\n" >want2 && cmp want2 out2
+'
+
+test_expect_success '--folder: a case without all channels, an empty folder, a missing folder: exit 1 naming it' '
+	mkdir -p loose2 && : >loose2/b_0000.nii.gz &&
+	t_code 1 nnp-cases --folder loose2 loose.json &&
+	t_err_line nnp-cases "case '\''b'\''" "1 channel file(s)" "2 channel(s)" &&
+	mkdir -p none && t_code 1 nnp-cases --folder none loose.json && t_err_line nnp-cases "no images ending in" &&
+	t_code 1 nnp-cases --folder nowhere loose.json && t_err_line nnp-cases "nowhere"
 '
 
 test_expect_success 'bad options are usage errors' '
