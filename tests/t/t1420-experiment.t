@@ -108,8 +108,9 @@ test_expect_success 'find-best with a second model ensembles the pair (--npz pro
 	cp -r $M res/$D/nnUNetTrainer__${PL}__2dcopy &&
 	"$PYTHON" -c "
 import json, sys
-p = json.load(open(sys.argv[1])); p[\"configurations\"][\"2dcopy\"] = {\"inherits_from\": \"2d\"}
-json.dump(p, open(sys.argv[1], \"w\"), indent=4)" pre/$D/$PL.json &&
+for f in sys.argv[1:]:
+    p = json.load(open(f)); p[\"configurations\"][\"2dcopy\"] = {\"inherits_from\": \"2d\"}
+    json.dump(p, open(f, \"w\"), indent=4)" pre/$D/$PL.json res/$D/nnUNetTrainer__${PL}__2dcopy/plans.json &&
 	nnp find-best -q -d 990 -c 2d 2dcopy -p $PL -f 0 1 >fb.out &&
 	E=res/$D/ensembles/ensemble___nnUNetTrainer__${PL}__2d___nnUNetTrainer__${PL}__2dcopy___0_1 &&
 	test -s $E/summary.json &&
@@ -123,6 +124,28 @@ test_expect_success '--script: a runnable script from inference_information.json
 	grep -q "^nnp predict -d 990 -i raw/$D/imagesTs -o '\''out dir.raw'\'' -f 0 1 .* --continue$" s.sh &&
 	bash s.sh 2>/dev/null &&
 	for c in ex_008 ex_009; do niicmp "out dir/$c.nii.gz" exp/predictions/$c.nii.gz; done
+'
+
+test_expect_success '--script when an ensemble won: both members with probabilities, nnp ensemble, postprocessing' '
+	cp res/$D/inference_information.json info.saved &&
+	"$PYTHON" - res/$D/inference_information.json <<-\EOF &&
+	import json, sys
+	info = json.load(open(sys.argv[1]))
+	sel = info["best_model_or_ensemble"]["selected_model_or_models"]
+	sel.append(dict(sel[0], configuration="2dcopy"))
+	json.dump(info, open(sys.argv[1], "w"), indent=4)
+	EOF
+	nnp find-best -d 990 --script -i raw/$D/imagesTs -o ens >e.sh &&
+	grep -q "^nnp predict .* -o ens.model_1 .* -c 2d .*--save-probabilities --continue$" e.sh &&
+	grep -q "^nnp predict .* -o ens.model_2 .* -c 2dcopy .*--save-probabilities --continue$" e.sh &&
+	grep -q "^nnp ensemble -i ens.model_1 ens.model_2 -o ens.raw --continue$" e.sh &&
+	bash e.sh 2>/dev/null &&
+	for c in ex_008 ex_009; do
+		test -s ens.model_1/${c}_probabilities.nii.gz && test -s ens.model_2/${c}_probabilities.nii.gz &&
+		cmp ens.model_1/${c}_probabilities.nii.gz ens.model_2/${c}_probabilities.nii.gz &&
+		niicmp "out dir/$c.nii.gz" ens/$c.nii.gz || exit 1
+	done &&
+	cp info.saved res/$D/inference_information.json
 '
 
 test_expect_success 'find-best refusals: untrained model, a model without --npz, missing fold; a failed run leaves no stale result' '
