@@ -63,8 +63,8 @@ int nnp_dataset_cases(const struct nnp_dataset *d, const char *split,
 int nnp_dataset_case(const struct nnp_dataset *d, const char *split, const char *id,
 		     struct nnp_case *c);
 /* The cases of a loose images folder (nnUNetv2_predict's input): the same
- * rule as imagesTr (CASE_XXXX + d's file_ending, grouped, byte order), no
- * labels. */
+ * rule as imagesTr (CASE_ plus a 4-digit channel plus d's file_ending,
+ * grouped, byte order); the cases have no labels. */
 int nnp_dataset_folder_cases(const struct nnp_dataset *d, const char *imgdir, struct nnp_case **cases,
 			     size_t *ncases);
 void nnp_case_release(struct nnp_case *c);

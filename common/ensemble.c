@@ -522,10 +522,10 @@ static int out_path_exists(const struct nnp_ensemble_opts *o, const char *id, in
 }
 
 /* Which cases to run (indices into c), after the --continue / --force rules. */
-static int plan_cases(struct nnp_ensemble_opts *o, const struct nnp_ensemble_cases *c, size_t *todo,
-		      size_t *ntodo)
+static int plan_cases(struct nnp_ensemble_opts *o, const struct nnp_ensemble_cases *c, size_t *pending,
+		      size_t *npending)
 {
-	*ntodo = 0;
+	*npending = 0;
 	o->skipped = 0;
 	for (size_t k = 0; k < c->n; k++) {
 		char *which = NULL;
@@ -547,18 +547,18 @@ static int plan_cases(struct nnp_ensemble_opts *o, const struct nnp_ensemble_cas
 			return rc;
 		}
 		free(which);
-		todo[(*ntodo)++] = k;
+		pending[(*npending)++] = k;
 	}
 	return NNP_OK;
 }
 
 /* Memory of every case to run from its first file's header; the largest. */
 static int check_memory(const struct nnp_ensemble_opts *o, const struct nnp_ensemble_cases *c,
-			const size_t *todo, size_t ntodo, uint64_t *largest)
+			const size_t *pending, size_t npending, uint64_t *largest)
 {
 	*largest = 0;
-	for (size_t t = 0; t < ntodo; t++) {
-		const char *id = c->ids[todo[t]];
+	for (size_t t = 0; t < npending; t++) {
+		const char *id = c->ids[pending[t]];
 		char *p = nnp_strprintf("%s/%s%s%s", o->inputs[0], id, NNP_ENSEMBLE_SUFFIX, o->file_ending);
 		struct nnp_nifti_in *in;
 		uint64_t need;
@@ -586,8 +586,8 @@ static int check_memory(const struct nnp_ensemble_opts *o, const struct nnp_ense
 struct run_state {
 	const struct nnp_ensemble_opts *o;
 	const struct nnp_ensemble_cases *c;
-	const size_t *todo;
-	size_t ntodo, fail, done;
+	const size_t *pending;
+	size_t npending, fail, done;
 	int rc;
 	char msg[1024];
 };
@@ -600,7 +600,7 @@ static void run_one(struct run_state *R, size_t t, struct nnp_progress *pr)
 	fail = R->fail;
 	if (fail < t)
 		return;
-	rc = nnp_ensemble_case(R->o, R->c->ids[R->todo[t]]);
+	rc = nnp_ensemble_case(R->o, R->c->ids[R->pending[t]]);
 #pragma omp critical(nnp_ensemble_fail)
 	{
 		if (rc && t < R->fail) {
@@ -618,7 +618,7 @@ int nnp_ensemble_run(struct nnp_ensemble_opts *o, const struct nnp_ensemble_case
 {
 	struct run_state R;
 	struct nnp_progress pr;
-	size_t *todo, ntodo;
+	size_t *pending, npending;
 	uint64_t largest;
 	int jobs, rc;
 
@@ -628,30 +628,30 @@ int nnp_ensemble_run(struct nnp_ensemble_opts *o, const struct nnp_ensemble_case
 		return nnp_err(NNP_EINTERNAL, "nnp_ensemble_run: incomplete options");
 	if ((rc = nnp_mkdirs(o->output)))
 		return rc;
-	if (!(todo = malloc((c->n ? c->n : 1) * sizeof *todo)))
+	if (!(pending = malloc((c->n ? c->n : 1) * sizeof *pending)))
 		return nnp_err(NNP_ENOMEM, "out of memory");
-	if ((rc = plan_cases(o, c, todo, &ntodo)) || (rc = check_memory(o, c, todo, ntodo, &largest))) {
-		free(todo);
+	if ((rc = plan_cases(o, c, pending, &npending)) || (rc = check_memory(o, c, pending, npending, &largest))) {
+		free(pending);
 		return rc;
 	}
 	jobs = o->threads > 0 ? o->threads : nnp_threads();
-	if ((size_t)jobs > ntodo)
-		jobs = ntodo ? (int)ntodo : 1;
+	if ((size_t)jobs > npending)
+		jobs = npending ? (int)npending : 1;
 	while (jobs > 1 && o->max_memory && (uint64_t)jobs * largest > o->max_memory)
 		jobs--;
 	o->jobs_used = jobs;
 	memset(&R, 0, sizeof R);
 	R.o = o;
 	R.c = c;
-	R.todo = todo;
-	R.ntodo = ntodo;
-	R.fail = ntodo;
-	nnp_progress_begin(&pr, "ensemble", (long long)ntodo);
+	R.pending = pending;
+	R.npending = npending;
+	R.fail = npending;
+	nnp_progress_begin(&pr, "ensemble", (long long)npending);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(jobs)
-	for (size_t t = 0; t < ntodo; t++)
+	for (size_t t = 0; t < npending; t++)
 		run_one(&R, t, &pr);
 	nnp_progress_end(&pr);
-	free(todo);
+	free(pending);
 	o->done = R.done;
 	if (R.rc)
 		return nnp_err(R.rc, "%s", R.msg);
