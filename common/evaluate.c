@@ -24,6 +24,7 @@
 #include "nifti.h"
 #include "plan.h"
 #include "prog.h"
+#include "pyjson.h"
 
 #define NP_BUFSIZE 8192                 /* numpy's reduction buffer */
 #define PW_BLOCK 128                    /* numpy's pairwise block */
@@ -1530,201 +1531,83 @@ int nnp_eval_folder(const struct nnp_eval_spec *s, const struct nnp_eval_pairs *
 
 /* ---- summary.json ---- */
 
-struct jbuf {
-	char *p;
-	size_t len, cap;
-	int err;
-};
-
-static void out_put(struct jbuf *b, const char *s, size_t n)
-{
-	if (b->err)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 4096;
-		char *q;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		if (cap > NNP_EVAL_JSON_MAX || !(q = realloc(b->p, cap))) {
-			b->err = NNP_ENOMEM;
-			return;
-		}
-		b->p = q;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void out_puts(struct jbuf *b, const char *s)
-{
-	out_put(b, s, strlen(s));
-}
-
-static void out_nl(struct jbuf *b, int level)
-{
-	static const char sp[] = "                                ";
-	out_puts(b, "\n");
-	for (int i = 0; i < level; i++)
-		out_put(b, sp, 4);
-}
-
-/* A string as json.dumps(ensure_ascii=True) writes it. */
-static void out_str(struct jbuf *b, const char *s)
-{
-	json_t *j = json_stringn_nocheck(s, strlen(s));
-	char *o = NULL;
-	if (!j || nnp_json_dumps(j, -1, 0, &o)) {
-		b->err = NNP_ENOMEM;
-	} else {
-		out_puts(b, o);
-	}
-	free(o);
-	json_decref(j);
-}
-
-static void out_key(struct jbuf *b, const char *k, int first, int level)
-{
-	if (!first)
-		out_puts(b, ",");
-	out_nl(b, level);
-	out_str(b, k);
-	out_puts(b, ": ");
-}
-
-static void out_float(struct jbuf *b, double v)
-{
-	char num[48];
-	nnp_py_float(v, num, sizeof num);
-	out_puts(b, num);
-}
-
 /* One {metric: value} dict; counts (per case) as integers. */
-static void out_metrics(struct jbuf *b, const struct nnp_eval_spec *s, const double *m,
-		     const struct nnp_eval_counts *c, int level)
+static json_t *metrics_json(const struct nnp_eval_spec *s, const double *m, const struct nnp_eval_counts *c)
 {
-	int first = 1;
-	out_puts(b, "{");
-	for (int k = 0; k < NNP_EM_COUNT; k++) {
-		char num[32];
+	json_t *d = json_object();
+	for (int k = 0; d && k < NNP_EM_COUNT; k++) {
 		if (!metric_on(s, k))
 			continue;
-		out_key(b, metric_names[k], first, level + 1);
-		first = 0;
-		if (c && nnp_eval_metric_is_count(k)) {
-			snprintf(num, sizeof num, "%.0f", m[k]);
-			out_puts(b, num);
-		} else {
-			out_float(b, m[k]);
+		if (json_object_set_new(d, metric_names[k], c && nnp_eval_metric_is_count(k)
+								? json_integer((json_int_t)m[k])
+								: nnp_pyjson_real(m[k]))) {
+			json_decref(d);
+			return NULL;
 		}
 	}
-	out_nl(b, level);
-	out_puts(b, "}");
+	return d;
 }
 
-/* {class key: metrics} in sorted key order (order[] = sorted class indices). */
-static void out_classes(struct jbuf *b, const struct nnp_eval_spec *s, const size_t *order, const double *m,
-		     const struct nnp_eval_counts *c, int level)
+/* {class key: metrics}. */
+static json_t *classes_json(const struct nnp_eval_spec *s, const double *m, const struct nnp_eval_counts *c)
 {
-	if (!s->nclasses) {
-		out_puts(b, "{}");
-		return;
-	}
-	out_puts(b, "{");
-	for (size_t i = 0; i < s->nclasses; i++) {
-		size_t k = order[i];
-		out_key(b, s->classes[k].key, i == 0, level + 1);
-		out_metrics(b, s, m + k * NNP_EM_COUNT, c ? c + k : NULL, level + 1);
-	}
-	out_nl(b, level);
-	out_puts(b, "}");
-}
-
-static void out_cases(struct jbuf *b, const struct nnp_eval_spec *s, const struct nnp_eval_summary *sum,
-		   const size_t *order)
-{
-	if (!sum->ncases) {
-		out_puts(b, "[]");
-		return;
-	}
-	out_puts(b, "[");
-	for (size_t i = 0; i < sum->ncases; i++) {
-		const struct nnp_eval_result *r = &sum->cases[i];
-		if (i)
-			out_puts(b, ",");
-		out_nl(b, 2);
-		out_puts(b, "{");
-		out_key(b, "metrics", 1, 3);
-		out_classes(b, s, order, r->m, r->counts, 3);
-		out_key(b, "prediction_file", 0, 3);
-		out_str(b, r->pred_file ? r->pred_file : "");
-		out_key(b, "reference_file", 0, 3);
-		out_str(b, r->ref_file ? r->ref_file : "");
-		out_nl(b, 2);
-		out_puts(b, "}");
-	}
-	out_nl(b, 1);
-	out_puts(b, "]");
-}
-
-/* Class indices in sorted key order (insertion sort: no global state). */
-static void sorted_classes(const struct nnp_eval_spec *s, size_t *order)
-{
-	for (size_t i = 0; i < s->nclasses; i++) {
-		size_t j = i;
-		while (j > 0 && strcmp(s->classes[order[j - 1]].key, s->classes[i].key) > 0) {
-			order[j] = order[j - 1];
-			j--;
+	json_t *d = json_object();
+	for (size_t k = 0; d && k < s->nclasses; k++)
+		if (json_object_set_new(d, s->classes[k].key, metrics_json(s, m + k * NNP_EM_COUNT, c ? c + k : NULL))) {
+			json_decref(d);
+			return NULL;
 		}
-		order[j] = i;
-	}
+	return d;
+}
+
+static json_t *case_json(const struct nnp_eval_spec *s, const struct nnp_eval_result *r)
+{
+	json_t *d = json_object();
+	if (d && !json_object_set_new(d, "metrics", classes_json(s, r->m, r->counts)) &&
+	    !json_object_set_new(d, "prediction_file", json_stringn_nocheck(r->pred_file ? r->pred_file : "", r->pred_file ? strlen(r->pred_file) : 0)) &&
+	    !json_object_set_new(d, "reference_file", json_stringn_nocheck(r->ref_file ? r->ref_file : "", r->ref_file ? strlen(r->ref_file) : 0)))
+		return d;
+	json_decref(d);
+	return NULL;
+}
+
+/* The summary as a tree (NaN as pyjson markers); NULL when out of memory. */
+static json_t *summary_json(const struct nnp_eval_spec *s, const struct nnp_eval_summary *sum)
+{
+	json_t *d = json_object(), *cases = json_array();
+	for (size_t i = 0; cases && i < sum->ncases; i++)
+		if (json_array_append_new(cases, case_json(s, &sum->cases[i]))) {
+			json_decref(cases);
+			cases = NULL;
+		}
+	if (d && !json_object_set_new(d, "foreground_mean", metrics_json(s, sum->fg_mean, NULL)) &&
+	    !json_object_set_new(d, "mean", classes_json(s, sum->mean, NULL)) &&
+	    !json_object_set_new(d, "metric_per_case", cases))
+		return d;
+	json_decref(d);
+	return NULL;
 }
 
 int nnp_eval_summary_dumps(const struct nnp_eval_spec *s, const struct nnp_eval_summary *sum, char **out)
 {
-	struct jbuf b = { 0 };
-	size_t *order = malloc((s->nclasses ? s->nclasses : 1) * sizeof *order);
+	json_t *j = summary_json(s, sum);
+	int rc;
 	*out = NULL;
-	if (!order)
+	if (!j)
 		return oom();
-	sorted_classes(s, order);
-	out_puts(&b, "{");
-	out_key(&b, "foreground_mean", 1, 1);
-	out_metrics(&b, s, sum->fg_mean, NULL, 1);
-	out_key(&b, "mean", 0, 1);
-	out_classes(&b, s, order, sum->mean, NULL, 1);
-	out_key(&b, "metric_per_case", 0, 1);
-	out_cases(&b, s, sum, order);
-	out_nl(&b, 0);
-	out_puts(&b, "}");
-	free(order);
-	if (b.err) {
-		free(b.p);
-		return nnp_err(NNP_ENOMEM, "out of memory formatting summary.json (at most %zu bytes)",
-			       NNP_EVAL_JSON_MAX);
-	}
-	*out = b.p;
-	return NNP_OK;
+	rc = nnp_pyjson_dumps(j, 4, NNP_JSON_SORT_KEYS, out);
+	json_decref(j);
+	return rc;
 }
 
 int nnp_eval_summary_write(const struct nnp_eval_spec *s, const struct nnp_eval_summary *sum,
 			   const char *path, int force)
 {
-	struct nnp_atomic a;
 	char *txt;
 	int rc = nnp_eval_summary_dumps(s, sum, &txt);
 	if (rc)
 		return rc;
-	if ((rc = nnp_atomic_open(&a, path, force))) {
-		free(txt);
-		return rc;
-	}
-	rc = nnp_write_all(a.fd, txt, strlen(txt), path);
+	rc = nnp_write_text_file(path, txt, force);
 	free(txt);
-	if (rc) {
-		nnp_atomic_abort(&a);
-		return rc;
-	}
-	return nnp_atomic_commit(&a);
+	return rc;
 }

@@ -36,7 +36,6 @@
 
 #define NNP_EVAL_CLASSES_MAX 4096    /* labels/regions in one spec */
 #define NNP_EVAL_VALUES_MAX 1024     /* distinct label values named (incl. ignore) */
-#define NNP_EVAL_JSON_MAX ((size_t)1 << 30)   /* summary.json bytes */
 
 /* Metrics in summary.json key order (Python's sorted()). */
 enum nnp_eval_metric {
