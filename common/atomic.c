@@ -12,27 +12,32 @@
 #include "err.h"
 
 #define SLOTS 64
-/* Registered temp paths; written only outside signal handlers, read by
- * nnp_atomic_cleanup_all (which may run in a handler). */
+/* Registered temp paths; written only outside signal handlers (under one
+ * OpenMP critical section, so threads may open and commit outputs
+ * concurrently), read by nnp_atomic_cleanup_all (which may run in a handler). */
 static char slot_path[SLOTS][PATH_MAX];
 static volatile sig_atomic_t slot_used[SLOTS];
 
 static int slot_take(const char *tmp)
 {
-	for (int i = 0; i < SLOTS; i++) {
+	int got = -1;
+#pragma omp critical(nnp_atomic_slots)
+	for (int i = 0; i < SLOTS && got < 0; i++) {
 		if (!slot_used[i]) {
 			snprintf(slot_path[i], PATH_MAX, "%s", tmp);
 			slot_used[i] = 1;
-			return i;
+			got = i;
 		}
 	}
-	return -1;
+	return got;
 }
 
 static void slot_drop(int i)
 {
-	if (i >= 0 && i < SLOTS)
-		slot_used[i] = 0;
+	if (i < 0 || i >= SLOTS)
+		return;
+#pragma omp critical(nnp_atomic_slots)
+	slot_used[i] = 0;
 }
 
 void nnp_atomic_cleanup_all(void)
@@ -184,7 +189,7 @@ int nnp_copy_file(const char *src, const char *dst, int force, int hardlink)
 	if (hardlink && !force && link(src, dst) == 0)
 		return NNP_OK;
 	if ((in = open(src, O_RDONLY | O_CLOEXEC)) < 0)
-		return nnp_err(NNP_EIO, "cannot open '%s': %s", src, strerror(errno));
+		return nnp_err(NNP_EDATA, "cannot open '%s': %s", src, strerror(errno));
 	if ((rc = nnp_atomic_open(&a, dst, force))) {
 		close(in);
 		return rc;
@@ -194,7 +199,7 @@ int nnp_copy_file(const char *src, const char *dst, int force, int hardlink)
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k < 0) {
-			rc = nnp_err(NNP_EIO, "cannot read '%s': %s", src, strerror(errno));
+			rc = nnp_err(NNP_EDATA, "cannot read '%s': %s", src, strerror(errno));
 			break;
 		}
 		if (k == 0 || (rc = nnp_write_all(a.fd, buf, (size_t)k, dst)))

@@ -4,7 +4,8 @@
  * directory, so rename is atomic); nnp_atomic_commit renames it over NAME;
  * nnp_atomic_abort unlinks it.  Open temp files are registered so that the
  * signal handlers installed by nnp_proginit remove them (the registry is the
- * module's only state; it is a fixed table, async-signal-safe to walk).
+ * module's only state; it is a fixed table, async-signal-safe to walk, and
+ * taken under a lock, so threads may open and commit outputs concurrently).
  * Ownership: the struct is caller-owned; commit/abort release it.
  */
 #ifndef NNP_ATOMIC_H

@@ -264,7 +264,6 @@ static int open_inputs(struct ens_case *e)
 		char *p = nnp_strprintf("%s/%s%s%s", e->o->inputs[i], e->id, NNP_ENSEMBLE_SUFFIX, e->o->file_ending);
 		if (!p)
 			return NNP_ENOMEM;
-#pragma omp critical(nnp_nifti_open)
 		rc = nnp_nifti_open(p, &e->in[i]);
 		free(p);
 		if (!rc)
@@ -397,7 +396,6 @@ static int create_out(struct ens_case *e, const char *suffix, struct nnp_frame *
 		free(p);
 		return rc;
 	}
-#pragma omp critical(nnp_atomic)
 	rc = nnp_nifti_create(p, f, 0, nc, 0, &no, out);
 	free(p);
 	return rc;
@@ -437,11 +435,8 @@ static void case_release(struct ens_case *e)
 	for (size_t i = 0; e->in && i < e->n; i++)
 		nnp_nifti_close(e->in[i]);
 	free(e->in);
-#pragma omp critical(nnp_atomic)
-	{
-		nnp_nifti_abort(e->po);
-		nnp_nifti_abort(e->so);
-	}
+	nnp_nifti_abort(e->po);
+	nnp_nifti_abort(e->so);
 	nnp_frame_release(&e->pf);
 	nnp_frame_release(&e->sf);
 	free(e->best);
@@ -458,7 +453,6 @@ static int commit(struct nnp_nifti_out **o)
 	int rc;
 	if (!*o)
 		return NNP_OK;
-#pragma omp critical(nnp_atomic)
 	rc = nnp_nifti_commit(*o);
 	*o = NULL;
 	return rc;
@@ -587,31 +581,21 @@ struct run_state {
 	const struct nnp_ensemble_opts *o;
 	const struct nnp_ensemble_cases *c;
 	const size_t *pending;
-	size_t npending, fail, done;
-	int rc;
-	char msg[1024];
+	size_t npending, done;
+	struct nnp_first_fail ff;
 };
 
 static void run_one(struct run_state *R, size_t t, struct nnp_progress *pr)
 {
-	size_t fail;
 	int rc;
-#pragma omp atomic read
-	fail = R->fail;
-	if (fail < t)
+	if (nnp_first_fail_skip(&R->ff, t))
 		return;
 	rc = nnp_ensemble_case(R->o, R->c->ids[R->pending[t]]);
-#pragma omp critical(nnp_ensemble_fail)
-	{
-		if (rc && t < R->fail) {
-			R->fail = t;
-			R->rc = rc;
-			snprintf(R->msg, sizeof R->msg, "%s", nnp_err_msg());
-		}
-		if (!rc)
-			R->done++;
-		nnp_progress_add(pr, 1);
+	if (!rc) {
+#pragma omp atomic
+		R->done++;
 	}
+	nnp_first_fail_done(&R->ff, t, rc, pr);
 }
 
 int nnp_ensemble_run(struct nnp_ensemble_opts *o, const struct nnp_ensemble_cases *c)
@@ -645,7 +629,7 @@ int nnp_ensemble_run(struct nnp_ensemble_opts *o, const struct nnp_ensemble_case
 	R.c = c;
 	R.pending = pending;
 	R.npending = npending;
-	R.fail = npending;
+	nnp_first_fail_init(&R.ff, npending);
 	nnp_progress_begin(&pr, "ensemble", (long long)npending);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(jobs)
 	for (size_t t = 0; t < npending; t++)
@@ -653,39 +637,7 @@ int nnp_ensemble_run(struct nnp_ensemble_opts *o, const struct nnp_ensemble_case
 	nnp_progress_end(&pr);
 	free(pending);
 	o->done = R.done;
-	if (R.rc)
-		return nnp_err(R.rc, "%s", R.msg);
-	return NNP_OK;
+	return nnp_first_fail_result(&R.ff);
 }
 
 /* ------------------------------------------------------------------ */
-
-int nnp_ensemble_copy_file(const char *src, const char *dst)
-{
-	struct nnp_atomic a;
-	char buf[1 << 16];
-	ssize_t got;
-	int fd = open(src, O_RDONLY | O_CLOEXEC), rc;
-	if (fd < 0)
-		return nnp_err(NNP_EDATA, "cannot open '%s': %s", src, strerror(errno));
-	if ((rc = nnp_atomic_open(&a, dst, 1))) {
-		close(fd);
-		return rc;
-	}
-	while ((got = read(fd, buf, sizeof buf)) != 0) {
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got < 0) {
-			rc = nnp_err(NNP_EDATA, "cannot read '%s': %s", src, strerror(errno));
-			break;
-		}
-		if ((rc = nnp_write_all(a.fd, buf, (size_t)got, dst)))
-			break;
-	}
-	close(fd);
-	if (rc) {
-		nnp_atomic_abort(&a);
-		return rc;
-	}
-	return nnp_atomic_commit(&a);
-}

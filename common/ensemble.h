@@ -92,7 +92,5 @@ int nnp_ensemble_case(const struct nnp_ensemble_opts *o, const char *id);
  * decides the error; cases already finished keep their outputs. */
 int nnp_ensemble_run(struct nnp_ensemble_opts *o, const struct nnp_ensemble_cases *c);
 
-/* Copy the file src to dst atomically (dataset.json, plans.json). */
-int nnp_ensemble_copy_file(const char *src, const char *dst);
 
 #endif

@@ -903,14 +903,6 @@ int nnp_eval_arrays(const struct nnp_eval_spec *s, const int64_t shape[3], const
 
 /* ---- two files ---- */
 
-static int open_nifti(const char *path, struct nnp_nifti_in **in)
-{
-	int rc;
-#pragma omp critical(nnp_nifti_open)
-	rc = nnp_nifti_open(path, in);
-	return rc;
-}
-
 static int one_channel(const struct nnp_nifti_in *in)
 {
 	const struct nnp_frame *f = nnp_nifti_frame(in);
@@ -971,7 +963,7 @@ static int eval_open(struct filepair *fp, const char *pred, const char *ref)
 	uint64_t plane;
 	size_t es;
 	int rc;
-	if ((rc = open_nifti(pred, &fp->p)) || (rc = open_nifti(ref, &fp->r)) || (rc = one_channel(fp->p)) ||
+	if ((rc = nnp_nifti_open(pred, &fp->p)) || (rc = nnp_nifti_open(ref, &fp->r)) || (rc = one_channel(fp->p)) ||
 	    (rc = one_channel(fp->r)) || (rc = same_shape(fp->p, fp->r)))
 		return rc;
 	pf = nnp_nifti_frame(fp->p);
@@ -1476,35 +1468,22 @@ struct folder_run {
 	const struct nnp_eval_spec *s;
 	const struct nnp_eval_pairs *p;
 	struct nnp_eval_summary *sum;
-	size_t fail;      /* lowest failing case index, p->n: none */
-	int rc;
-	char msg[1024];
+	struct nnp_first_fail ff;
 };
 
 static void run_case(struct folder_run *F, size_t i, struct nnp_progress *pr)
 {
-	size_t fail;
 	int rc;
-#pragma omp atomic read
-	fail = F->fail;
-	if (fail < i)
+	if (nnp_first_fail_skip(&F->ff, i))
 		return;
 	rc = nnp_eval_files(F->s, F->p->pred[i], F->p->ref[i], &F->sum->cases[i]);
-#pragma omp critical(nnp_eval_fail)
-	{
-		if (rc && i < F->fail) {
-			F->fail = i;
-			F->rc = rc;
-			snprintf(F->msg, sizeof F->msg, "%s", nnp_err_msg());
-		}
-		nnp_progress_add(pr, 1);
-	}
+	nnp_first_fail_done(&F->ff, i, rc, pr);
 }
 
 int nnp_eval_folder(const struct nnp_eval_spec *s, const struct nnp_eval_pairs *p, int threads,
 		    struct nnp_eval_summary **out)
 {
-	struct folder_run F = { s, p, NULL, p->n, 0, "" };
+	struct folder_run F = { s, p, NULL, { 0, 0, "" } };
 	struct nnp_progress pr;
 	int nt = threads > 0 ? threads : nnp_threads(), rc;
 	*out = NULL;
@@ -1512,14 +1491,15 @@ int nnp_eval_folder(const struct nnp_eval_spec *s, const struct nnp_eval_pairs *
 		return rc;
 	if ((size_t)nt > p->n)
 		nt = p->n ? (int)p->n : 1;
+	nnp_first_fail_init(&F.ff, p->n);
 	nnp_progress_begin(&pr, "evaluate", (long long)p->n);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
 	for (size_t i = 0; i < p->n; i++)
 		run_case(&F, i, &pr);
 	nnp_progress_end(&pr);
-	if (F.rc) {
+	if ((rc = nnp_first_fail_result(&F.ff))) {
 		nnp_eval_summary_free(F.sum);
-		return nnp_err(F.rc, "%s", F.msg);
+		return rc;
 	}
 	if ((rc = nnp_eval_summary_aggregate(s, F.sum))) {
 		nnp_eval_summary_free(F.sum);

@@ -304,7 +304,7 @@ static int is_pair_name(const char *p)
 	       (n > 7 && (!strcmp(p + n - 7, ".hdr.gz") || !strcmp(p + n - 7, ".img.gz")));
 }
 
-int nnp_nifti_open(const char *path, struct nnp_nifti_in **out)
+static int open_locked(const char *path, struct nnp_nifti_in **out)
 {
 	unsigned char raw[N2];
 	struct nnp_nifti_in *in;
@@ -350,6 +350,16 @@ int nnp_nifti_open(const char *path, struct nnp_nifti_in **out)
 	}
 	*out = in;
 	return NNP_OK;
+}
+
+int nnp_nifti_open(const char *path, struct nnp_nifti_in **out)
+{
+	int rc;
+	/* nifticlib keeps global state (debug level, error reporting) and its
+	 * header parsing is not thread-safe: one open at a time */
+#pragma omp critical(nnp_nifti_open)
+	rc = open_locked(path, out);
+	return rc;
 }
 
 void nnp_nifti_close(struct nnp_nifti_in *in)

@@ -21,7 +21,8 @@
 
 struct nnp_nifti_in;
 
-/* Open, parse and validate a NIfTI file; positioned at the first voxel. */
+/* Open, parse and validate a NIfTI file; positioned at the first voxel.
+ * Thread-safe: the header parsing (nifticlib) runs under a lock. */
 int nnp_nifti_open(const char *path, struct nnp_nifti_in **out);
 void nnp_nifti_close(struct nnp_nifti_in *in);
 /* Geometry and header of the file as a frame (no props, role empty). */

@@ -517,14 +517,9 @@ int nnp_overlay_files(const char *const *images, size_t nimg, int channel, const
 		lay = &own;
 	memset(lay, 0, sizeof *lay);
 	nnp_case_from_path(images[0], case_id, sizeof case_id);
-	/* nifticlib's header parsing is not thread-safe (evaluate.c takes the
-	 * same lock) */
-#pragma omp critical(nnp_nifti_open)
-	{
-		if (!(rc = nnp_ingest_open(images, nimg, "image", case_id, &gi)) &&
-		    !(rc = nnp_ingest_open(&seg, 1, "seg", case_id, &gs)) && ref)
-			rc = nnp_ingest_open(&ref, 1, "label", case_id, &gr);
-	}
+	if (!(rc = nnp_ingest_open(images, nimg, "image", case_id, &gi)) &&
+	    !(rc = nnp_ingest_open(&seg, 1, "seg", case_id, &gs)) && ref)
+		rc = nnp_ingest_open(&ref, 1, "label", case_id, &gr);
 	if (rc)
 		goto done;
 	if ((rc = nnp_ingest_check_same_grid(gi, gs)) || (gr && (rc = nnp_ingest_check_same_grid(gi, gr))))
@@ -564,8 +559,6 @@ int nnp_overlay_files(const char *const *images, size_t nimg, int channel, const
 	free(lr);
 	img = NULL;
 	ls = lr = NULL;
-	/* the temp-file registry of atomic.c is not thread-safe */
-#pragma omp critical(nnp_atomic_files)
 	rc = nnp_png_write_rgb(out, lay->width, lay->height, rgb, force);
 done:
 	release_vol(&vi, &have_vi);

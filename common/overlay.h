@@ -103,8 +103,9 @@ int nnp_overlay_render(const struct nnp_overlay_input *in, const struct nnp_over
  * naming the files otherwise); the montage is written to out as PNG
  * (atomically; an existing out is NNP_EUSAGE unless force).  lay may be
  * NULL.  The case id in the captions is images[0]'s name without the
- * NIfTI ending and the _NNNN channel suffix.  Safe to call from several OpenMP threads at once (file opening and
- * the PNG write are serialised). */
+ * NIfTI ending and the _NNNN channel suffix.  Safe to call from several
+ * OpenMP threads at once (nnp_nifti_open and the temp-file registry of
+ * atomic.h take their own locks). */
 int nnp_overlay_files(const char *const *images, size_t nimg, int channel, const char *seg,
 		      const char *ref, const char *out, const struct nnp_overlay_opts *o, int force,
 		      struct nnp_overlay_layout *lay);

@@ -52,10 +52,7 @@ struct ctx {
 	int base_computed;
 	double src_fg, *src_dice;   /* the current source's foreground / class mean Dice */
 	struct nnp_eval_summary *src_sum;   /* NULL: the source is the input */
-	/* the parallel loop */
-	size_t fail;
-	int rc;
-	char msg[1024];
+	struct nnp_first_fail ff;   /* the parallel loop */
 };
 
 static int oom(void)
@@ -153,7 +150,7 @@ static int load_pred(const char *path, struct pred *p)
 	struct nnp_nifti_in *in;
 	const struct nnp_frame *f;
 	uint64_t nv;
-	int rc = nnp__pp_open(path, &in);
+	int rc = nnp_nifti_open(path, &in);
 	memset(p, 0, sizeof *p);
 	if (rc)
 		return rc;
@@ -209,7 +206,7 @@ static int score(const struct ctx *C, size_t i, const struct pred *p, struct nnp
 	uint64_t plane = (uint64_t)p->n[1] * (uint64_t)p->n[2];
 	int64_t zs;
 	void *buf = NULL;
-	int rc = nnp__pp_open(ref, &in);
+	int rc = nnp_nifti_open(ref, &in);
 	if (rc)
 		return rc;
 	f = nnp_nifti_frame(in);
@@ -260,22 +257,11 @@ typedef int (*case_fn)(struct ctx *C, size_t i, void *arg);
 
 static void run_one(struct ctx *C, size_t i, case_fn fn, void *arg, struct nnp_progress *pr)
 {
-	size_t fail;
 	int rc;
-#pragma omp atomic read
-	fail = C->fail;
-	if (fail < i)
+	if (nnp_first_fail_skip(&C->ff, i))
 		return;
 	rc = stopped(C) ? interrupted() : fn(C, i, arg);
-#pragma omp critical(nnp_ppd_fail)
-	{
-		if (rc && i < C->fail) {
-			C->fail = i;
-			C->rc = rc;
-			snprintf(C->msg, sizeof C->msg, "%s", nnp_err_msg());
-		}
-		nnp_progress_add(pr, 1);
-	}
+	nnp_first_fail_done(&C->ff, i, rc, pr);
 }
 
 static int for_cases(struct ctx *C, const char *label, case_fn fn, void *arg)
@@ -283,15 +269,14 @@ static int for_cases(struct ctx *C, const char *label, case_fn fn, void *arg)
 	size_t n = C->pairs.n;
 	int nt = C->nt > (int)n ? (int)n : C->nt;
 	struct nnp_progress pr;
-	C->fail = n;
-	C->rc = 0;
+	nnp_first_fail_init(&C->ff, n);
 	nnp_progress_begin(&pr, label, (long long)n);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
 	for (size_t i = 0; i < n; i++)
 		run_one(C, i, fn, arg, &pr);
 	nnp_progress_end(&pr);
-	if (C->rc)
-		return nnp_err(C->rc, "%s", C->msg);
+	if (C->ff.rc)
+		return nnp_first_fail_result(&C->ff);
 	return stopped(C) ? interrupted() : NNP_OK;
 }
 
@@ -604,9 +589,9 @@ static int write_case(struct ctx *C, size_t i, void *arg)
 	if (snprintf(dst, sizeof dst, "%s/postprocessed/%s", C->tmp, base_name(src)) >= (int)sizeof dst)
 		return nnp_err(NNP_EUSAGE, "path too long: '%s/postprocessed/%s'", C->tmp, base_name(src));
 	if (!pc->acc.n)
-		return nnp__pp_copy_file(src, dst, 0);
+		return nnp_copy_file(src, dst, 0, 0);
 	nnp_vol_init(&v);
-	if ((rc = nnp__pp_open(src, &in)))
+	if ((rc = nnp_nifti_open(src, &in)))
 		return rc;
 	if (!(rc = nnp__pp_check_seg(src, nnp_nifti_frame(in))) && !(rc = nnp_frame_copy(&v.f, nnp_nifti_frame(in))) &&
 	    !(rc = nnp_vol_alloc(&v)))
@@ -614,7 +599,6 @@ static int write_case(struct ctx *C, size_t i, void *arg)
 	nnp_nifti_close(in);
 	if (!rc) {
 		runs_zero(&pc->acc, v.data, nnp_dtype_size(v.f.dtype));
-#pragma omp critical(nnp_nifti_open)
 		rc = nnp_nifti_create(dst, &v.f, 0, 1, 0, &no, &out);
 	}
 	if (!rc && (rc = nnp_nifti_write(out, v.data, (size_t)nnp_frame_nbytes(&v.f))))
@@ -639,7 +623,7 @@ static int final_summary(struct ctx *C, json_t **out)
 		     n && C->o->pred_dir[n - 1] == '/' ? "" : "/") >= (int)sizeof ppdir)
 		return nnp_err(NNP_EUSAGE, "path too long: '%s'", C->o->pred_dir);
 	if (!C->src_sum) {   /* nothing accepted: nnU-Net copies the input's summary.json */
-		if (keep && (rc = nnp__pp_copy_file(C->base_path, path, 0)))
+		if (keep && (rc = nnp_copy_file(C->base_path, path, 0, 0)))
 			return rc;
 		*out = json_incref(C->base);
 		return NNP_OK;

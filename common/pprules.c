@@ -222,14 +222,6 @@ int nnp_pprules_apply(const struct nnp_pprules *r, enum nnp_dtype dt, void *seg,
 
 /* ---- files ---- */
 
-int nnp__pp_open(const char *path, struct nnp_nifti_in **in)
-{
-	int rc;
-#pragma omp critical(nnp_nifti_open)
-	rc = nnp_nifti_open(path, in);
-	return rc;
-}
-
 static int scaled(const struct nnp_frame *f)
 {
 	return f->scale && f->scale[0] != 0 && !(f->scale[0] == 1 && f->scale[1] == 0);
@@ -249,37 +241,6 @@ int nnp__pp_check_seg(const char *path, const struct nnp_frame *f)
 	return NNP_OK;
 }
 
-
-int nnp__pp_copy_file(const char *src, const char *dst, int force)
-{
-	struct nnp_atomic a;
-	char buf[1 << 16];
-	int fd = open(src, O_RDONLY | O_CLOEXEC), rc;
-	ssize_t k;
-	if (fd < 0)
-		return nnp_err(NNP_EDATA, "cannot open '%s': %s", src, strerror(errno));
-#pragma omp critical(nnp_nifti_open)
-	rc = nnp_atomic_open(&a, dst, force);
-	if (rc) {
-		close(fd);
-		return rc;
-	}
-	while (!rc && (k = read(fd, buf, sizeof buf)) != 0) {
-		if (k < 0) {
-			if (errno == EINTR)
-				continue;
-			rc = nnp_err(NNP_EDATA, "cannot read '%s': %s", src, strerror(errno));
-			break;
-		}
-		rc = nnp_write_all(a.fd, buf, (size_t)k, dst);
-	}
-	close(fd);
-	if (rc) {
-		nnp_atomic_abort(&a);
-		return rc;
-	}
-	return nnp_atomic_commit(&a);
-}
 
 void nnp__pp_remove_tree(const char *p)
 {
@@ -348,7 +309,7 @@ int nnp_pprules_apply_file(const struct nnp_pprules *r, const char *src, const c
 	if (!rem)
 		return nnp_err(NNP_ENOMEM, "out of memory");
 	nnp_vol_init(&v);
-	if ((rc = nnp__pp_open(src, &in))) {
+	if ((rc = nnp_nifti_open(src, &in))) {
 		free(rem);
 		return rc;
 	}
@@ -366,12 +327,10 @@ int nnp_pprules_apply_file(const struct nnp_pprules *r, const char *src, const c
 	free(rem);
 	if (!rc && !total) {   /* unchanged: the input's bytes */
 		nnp_vol_release(&v);
-		return nnp__pp_copy_file(src, dst, force);
+		return nnp_copy_file(src, dst, force, 0);
 	}
-	if (!rc) {
-#pragma omp critical(nnp_nifti_open)
+	if (!rc)
 		rc = nnp_nifti_create(dst, &v.f, 0, 1, 0, &no, &out);
-	}
 	if (!rc && (rc = nnp_nifti_write(out, v.data, (size_t)nnp_frame_nbytes(&v.f))))
 		nnp_nifti_abort(out);
 	else if (!rc)
@@ -390,9 +349,7 @@ struct apply_run {
 	size_t n;
 	char tmp[PATH_MAX];
 	int64_t *removed;
-	size_t fail;
-	int rc;
-	char msg[1024];
+	struct nnp_first_fail ff;
 };
 
 static void free_names(char **v, size_t n)
@@ -412,26 +369,15 @@ static int list_cases(const char *dir, const char *ending, char ***out, size_t *
 static void apply_one(struct apply_run *A, size_t i, struct nnp_progress *pr)
 {
 	char src[PATH_MAX], dst[PATH_MAX];
-	size_t fail;
 	int rc;
-#pragma omp atomic read
-	fail = A->fail;
-	if (fail < i)
+	if (nnp_first_fail_skip(&A->ff, i))
 		return;
 	if (A->o->stop && *A->o->stop)
 		rc = nnp_err(NNP_EIO, "interrupted by a signal: nothing was written");
 	else if (!(rc = nnp_path_join(src, sizeof src, A->o->in_dir, A->names[i])) &&
 		 !(rc = nnp_path_join(dst, sizeof dst, A->tmp, A->names[i])))
 		rc = nnp_pprules_apply_file(A->o->rules, src, dst, 0, &A->removed[i]);
-#pragma omp critical(nnp_ppapply_fail)
-	{
-		if (rc && i < A->fail) {
-			A->fail = i;
-			A->rc = rc;
-			snprintf(A->msg, sizeof A->msg, "%s", nnp_err_msg());
-		}
-		nnp_progress_add(pr, 1);
-	}
+	nnp_first_fail_done(&A->ff, i, rc, pr);
 }
 
 /* dataset.json's file_ending (a NIfTI ending). */
@@ -529,18 +475,17 @@ int nnp_pprules_apply_folder(const struct nnp_ppapply_opts *o, struct nnp_ppappl
 		nt = o->threads > 0 ? o->threads : nnp_threads();
 		if ((size_t)nt > A.n)
 			nt = (int)A.n;
-		A.fail = A.n;
+		nnp_first_fail_init(&A.ff, A.n);
 		nnp_progress_begin(&pr, "apply-postprocessing", (long long)A.n);
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
 		for (size_t i = 0; i < A.n; i++)
 			apply_one(&A, i, &pr);
 		nnp_progress_end(&pr);
-		if (A.rc)
-			rc = nnp_err(A.rc, "%s", A.msg);
+		rc = nnp_first_fail_result(&A.ff);
 	}
 	for (int k = 0; !rc && k < 2; k++)
 		if (extra_src[k] && !(rc = nnp_path_join(p, sizeof p, A.tmp, extra[k])))
-			rc = nnp__pp_copy_file(extra_src[k], p, 0);
+			rc = nnp_copy_file(extra_src[k], p, 0, 0);
 	if (!rc && o->stop && *o->stop)
 		rc = nnp_err(NNP_EIO, "interrupted by a signal: nothing was written");
 	for (size_t i = 0; !rc && i < A.n + 2; i++) {   /* everything staged: into place */

@@ -97,9 +97,7 @@ int nnp_pprules_apply_folder(const struct nnp_ppapply_opts *o, struct nnp_ppappl
 
 /* ---- library-internal (ppdecide.c shares them) ---- */
 struct nnp_nifti_in;
-int nnp__pp_open(const char *path, struct nnp_nifti_in **in);   /* serialised nnp_nifti_open */
 int nnp__pp_check_seg(const char *path, const struct nnp_frame *f);
-int nnp__pp_copy_file(const char *src, const char *dst, int force);   /* atomic */
 void nnp__pp_remove_tree(const char *path);
 int nnp__pp_exists(const char *path);                             /* lstat */
 int nnp__pp_rename_fail(const char *a, const char *b);

@@ -399,3 +399,38 @@ void nnp_self_dir(char *dir, size_t n)
 	if (slash)
 		*slash = '\0';
 }
+
+void nnp_first_fail_init(struct nnp_first_fail *f, size_t n)
+{
+	f->at = n;
+	f->rc = NNP_OK;
+	f->msg[0] = '\0';
+}
+
+int nnp_first_fail_skip(const struct nnp_first_fail *f, size_t i)
+{
+	size_t at;
+#pragma omp atomic read
+	at = f->at;
+	return at < i;
+}
+
+void nnp_first_fail_done(struct nnp_first_fail *f, size_t i, int rc, struct nnp_progress *pr)
+{
+#pragma omp critical(nnp_first_fail)
+	{
+		if (rc && i < f->at) {
+			snprintf(f->msg, sizeof f->msg, "%s", nnp_err_msg());
+			f->rc = rc;
+#pragma omp atomic write
+			f->at = i;
+		}
+		if (pr)
+			nnp_progress_add(pr, 1);
+	}
+}
+
+int nnp_first_fail_result(const struct nnp_first_fail *f)
+{
+	return f->rc ? nnp_err(f->rc, "%s", f->msg) : NNP_OK;
+}

@@ -87,6 +87,23 @@ struct nnp_progress {
 	double last;
 };
 void nnp_progress_begin(struct nnp_progress *p, const char *label, long long total);
+
+/* The first failure of a parallel loop over n items, in index order: an
+ * item after a recorded failure is skipped, and the loop reports the error
+ * of the smallest failing index whatever the thread schedule. */
+struct nnp_first_fail {
+	size_t at;          /* the failing index, n: none */
+	int rc;
+	char msg[1024];
+};
+void nnp_first_fail_init(struct nnp_first_fail *f, size_t n);
+/* 1 when an item before i has failed (i need not run). */
+int nnp_first_fail_skip(const struct nnp_first_fail *f, size_t i);
+/* Item i finished with rc (its message recorded if it failed); pr (may be
+ * NULL) advances by one.  Thread-safe. */
+void nnp_first_fail_done(struct nnp_first_fail *f, size_t i, int rc, struct nnp_progress *pr);
+/* NNP_OK, or the first failure's code with its message recorded again. */
+int nnp_first_fail_result(const struct nnp_first_fail *f);
 void nnp_progress_add(struct nnp_progress *p, long long n);
 void nnp_progress_end(struct nnp_progress *p);
 

@@ -1871,16 +1871,6 @@ static int stream_file(struct nnp_nifti_in *in, struct scratch *s, struct imgsta
 	return label && s->vs.oom ? nnp_err(NNP_ENOMEM, "out of memory") : NNP_OK;
 }
 
-/* nifticlib keeps global options; open files one thread at a time (the
- * header is small, the voxels are read outside the lock). */
-static int open_nifti(const char *path, struct nnp_nifti_in **in)
-{
-	int rc;
-#pragma omp critical(nnp_verify_open)
-	rc = nnp_nifti_open(path, in);
-	return rc;
-}
-
 /* NIfTI-1: dim at byte 40 (int16[8]), pixdim at 76 (float[8]);
  * NIfTI-2: dim at 16 (int64[8]), pixdim at 104 (double[8]); host order. */
 static void raw_pixdim(const struct nnp_nifti_hdr *h, double pd[3], int *ndim)
@@ -2054,7 +2044,7 @@ static int check_image(struct vcase *c, const char *path, struct scratch *s, con
 	struct imgstat st = { 0 };
 	int rc;
 	*read_all = 0;
-	if (open_nifti(path, &in)) {
+	if (nnp_nifti_open(path, &in)) {
 		unreadable(c, path);
 		return 0;
 	}
@@ -2185,7 +2175,7 @@ static int check_label(const struct ds *d, struct vcase *c, struct scratch *s, c
 	struct geom g;
 	const struct nnp_frame *f;
 	int rc;
-	if (open_nifti(c->label, &in)) {
+	if (nnp_nifti_open(c->label, &in)) {
 		unreadable(c, c->label);
 		return NNP_OK;
 	}

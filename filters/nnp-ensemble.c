@@ -150,9 +150,9 @@ static void copy_meta(const struct cmdline *cl, const char *ds_src)
 		if (!src || !dst)
 			nnp_die(NNP_ENOMEM);
 		if (nnp_is_file(src))
-			rc = nnp_ensemble_copy_file(src, dst);
+			rc = nnp_copy_file(src, dst, 1, 0);
 		else if (k == 0 && nnp_is_file(ds_src))
-			rc = nnp_ensemble_copy_file(ds_src, dst);
+			rc = nnp_copy_file(ds_src, dst, 1, 0);
 		else if (k == 1)
 			nnp_warn("input folder '%s' has no plans.json: not copied", cl->inputs[0]);
 		free(src);
